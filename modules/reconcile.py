@@ -1,0 +1,203 @@
+"""The shape every apply-time reconciler shares: observe -> plan (pure) -> execute, in stages.
+
+A reconciler module subclasses `Reconciler` and ends with `if __name__ == "__main__": sys.exit(X().main())`.
+Terraform's provisioners call `python -m modules.<name> apply|destroy --spec FILE --generation ID`.
+
+Generations: a stage resource is replaced (create_before_destroy) when its desired state changes or
+after a failed apply, so the destroy-time provisioner of the *old* resource runs after the new one
+has applied. Each apply records its resource id as the stage's current generation; a destroy whose
+generation is not the current one is superseded and does nothing. A real `destroy` carries the
+current generation and runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+from cdk.errors import DistrilabError, ReconcileError
+
+log = logging.getLogger(__name__)
+
+SpecT = TypeVar("SpecT")
+ObservedT = TypeVar("ObservedT")
+
+#: default state directory for generation records (overridden by --state-dir)
+DEFAULT_STATE_DIR = Path(".distrilab/state")
+
+
+@dataclass(frozen=True)
+class Action:
+    """One change: `verb` on `target` because of `reason`; `phase` orders execution (lower first)."""
+
+    verb: str
+    target: str
+    reason: str
+    phase: int = 0
+    data: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.target} ({self.reason})"
+
+
+ProgressCallback = Callable[[Action, int, int, "Exception | None"], None]
+
+
+class Reconciler(Generic[SpecT, ObservedT]):
+    """Subclasses implement the five methods below; `main` does the rest."""
+
+    #: short module name, printed as "[name]" on every line
+    name: str = "reconciler"
+
+    def load_spec(self, data: dict[str, Any]) -> SpecT:
+        """Parse the desired-state JSON (raise DistrilabError on a bad spec)."""
+        raise NotImplementedError
+
+    def empty_spec(self, spec: SpecT) -> SpecT:
+        """The same identity (lab, host) with nothing desired: what `destroy` converges to."""
+        raise NotImplementedError
+
+    def connect(self, spec: SpecT) -> Any:
+        """A client for the host the spec targets (pylxd.Client for LXD stages)."""
+        raise NotImplementedError
+
+    def observe(self, client: Any, spec: SpecT) -> ObservedT:
+        """Read the real state. Reads only."""
+        raise NotImplementedError
+
+    def plan(self, spec: SpecT, observed: ObservedT) -> list[Action]:
+        """Pure: the actions that converge `observed` to `spec`; [] when converged."""
+        raise NotImplementedError
+
+    def execute_action(self, client: Any, spec: SpecT, action: Action) -> None:
+        """Carry out one action (called from worker threads)."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------- shared machinery
+
+    def identity(self, spec: SpecT) -> tuple[str, str]:
+        """(lab, host) of a spec; specs carry `lab` and `host` attributes by convention."""
+        return getattr(spec, "lab"), getattr(spec, "host")  # noqa: B009
+
+    def max_workers(self, spec: SpecT) -> int:
+        return int(getattr(spec, "max_workers", 8) or 8)
+
+    def execute(
+        self,
+        client: Any,
+        spec: SpecT,
+        actions: Sequence[Action],
+        progress: ProgressCallback | None = None,
+    ) -> list[tuple[str, str]]:
+        """Run actions phase by phase with a bounded pool; collect every failure, cancel nothing."""
+        failures: list[tuple[str, str]] = []
+        total = len(actions)
+        done = 0
+        for phase in sorted({a.phase for a in actions}):
+            batch = [a for a in actions if a.phase == phase]
+            workers = max(1, min(self.max_workers(spec), len(batch)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                futures = {pool.submit(self.execute_action, client, spec, a): a for a in batch}
+                for fut in as_completed(futures):
+                    action = futures[fut]
+                    done += 1
+                    err = fut.exception()
+                    if err is not None:
+                        failures.append((str(action), _describe(err)))
+                        print(f"[{self.name}] FAILED {action}: {_describe(err)} ({done}/{total})", flush=True)
+                    else:
+                        print(f"[{self.name}] {action} ({done}/{total})", flush=True)
+                    if progress:
+                        progress(action, done, total, err)
+        return failures
+
+    def converge(self, spec: SpecT, dry_run: bool = False, progress: ProgressCallback | None = None) -> int:
+        """observe -> plan -> execute; returns the number of actions (raises ReconcileError)."""
+        client = self.connect(spec)
+        observed = self.observe(client, spec)
+        actions = self.plan(spec, observed)
+        if not actions:
+            print(f"[{self.name}] no changes", flush=True)
+            return 0
+        print(f"[{self.name}] plan: {len(actions)} action(s)" + (" (dry run)" if dry_run else ""), flush=True)
+        if dry_run:
+            for a in actions:
+                print(f"[{self.name}]   {a}", flush=True)
+            return len(actions)
+        started = time.monotonic()
+        failures = self.execute(client, spec, actions, progress)
+        if failures:
+            raise ReconcileError(self.name, failures, hint=self.failure_hint(failures))
+        print(f"[{self.name}] done: {len(actions)} action(s) in {time.monotonic() - started:.1f}s", flush=True)
+        return len(actions)
+
+    def failure_hint(self, failures: list[tuple[str, str]]) -> str | None:
+        return "fix the cause and run 'distrilab up' again (it continues), or 'distrilab down'"
+
+    # -------------------------------------------------------------- generations
+
+    def _generation_file(self, state_dir: Path, spec: SpecT) -> Path:
+        lab, host = self.identity(spec)
+        return state_dir / lab / f"{self.name}@{host}.generation"
+
+    def record_generation(self, state_dir: Path, spec: SpecT, generation: str) -> None:
+        path = self._generation_file(state_dir, spec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(generation + "\n")
+
+    def superseded(self, state_dir: Path, spec: SpecT, generation: str | None) -> bool:
+        path = self._generation_file(state_dir, spec)
+        if generation is None or not path.exists():
+            return False
+        return path.read_text().strip() != generation
+
+    # -------------------------------------------------------------- command line
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        """`apply|destroy --spec FILE [--dry-run] [--generation ID] [--state-dir DIR]`.
+
+        Exit codes: 0 converged, 1 some actions failed, 2 bad spec or usage.
+        """
+        parser = argparse.ArgumentParser(prog=f"python -m modules.{self.name}")
+        parser.add_argument("command", choices=["apply", "destroy"])
+        parser.add_argument("--spec", required=True, type=Path, help="desired-state JSON file")
+        parser.add_argument("--dry-run", action="store_true", help="print the plan, change nothing")
+        parser.add_argument("--generation", help="id of the terraform resource running this")
+        parser.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR)
+        args = parser.parse_args(argv)
+        logging.basicConfig(level=logging.INFO, format=f"[{self.name}] %(message)s")
+        try:
+            spec = self.load_spec(json.loads(args.spec.read_text()))
+        except (OSError, ValueError) as err:
+            print(f"[{self.name}] cannot read spec {args.spec}: {err}", file=sys.stderr)
+            return 2
+        except DistrilabError as err:
+            print(f"[{self.name}] bad spec {args.spec}: {err}", file=sys.stderr)
+            return 2
+        try:
+            if args.command == "apply":
+                if args.generation and not args.dry_run:
+                    self.record_generation(args.state_dir, spec, args.generation)
+                self.converge(spec, dry_run=args.dry_run)
+            else:
+                if self.superseded(args.state_dir, spec, args.generation):
+                    print(f"[{self.name}] destroy of generation {args.generation}: superseded, nothing to do")
+                    return 0
+                self.converge(self.empty_spec(spec), dry_run=args.dry_run)
+        except DistrilabError as err:
+            print(str(err), file=sys.stderr, flush=True)
+            return 1
+        return 0
+
+
+def _describe(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text if len(text) < 2000 else text[:2000] + " ..."
