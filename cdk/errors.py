@@ -65,3 +65,15 @@ class ImageBuildError(DistrilabError):
 
 class TerraformError(DistrilabError):
     """A terraform run failed; carries the diagnostics and any provisioner output."""
+
+    def __init__(
+        self,
+        message: str,
+        diagnostics: tuple[object, ...] = (),
+        provisioner_output: dict[str, tuple[str, ...]] | None = None,
+        hint: str | None = None,
+    ):
+        self.diagnostics = diagnostics  # stacks.terraform.Diagnostic, severity "error"
+        self.provisioner_output = dict(provisioner_output or {})  # resource address -> lines
+        self.hint = hint
+        super().__init__(message + (f"\n  hint: {hint}" if hint else ""))

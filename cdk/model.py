@@ -172,5 +172,5 @@ class Lab:
 
 
 def instance_name(lab: str, node: str) -> str:
-    """The LXD container name of a lab node (length checked in cdk/validate.py)."""
+    """The LXD container name of a lab node (length checked by the check stage of cdk/pipeline.py)."""
     return f"dl-{lab}-{node}"

@@ -1,0 +1,255 @@
+"""The design-time pipeline: a lab file (or a Python dict) in, a fully resolved `Lab` out.
+
+    load -> validate -> expand -> address -> place -> check
+
+Each stage collects every problem it finds and raises one `LabFileError` at its end, so a user
+sees all the mistakes of a stage at once, and never a later stage's confusion about an earlier
+one's mistake. Nothing is created anywhere: the pipeline reads the lab file, the image recipes
+directory, the placement file and the host's routes, and is otherwise pure and deterministic.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from cdk.addressing import AddressPools, PoolExhausted, assign, overlaps, pool_capacity_problems
+from cdk.host_routes import HostRoute, read_host_routes
+from cdk.lab import (
+    AttrPath,
+    LabSource,
+    LabSpec,
+    Problems,
+    read_lab_file,
+    source_from_dict,
+    validate,
+)
+from cdk.model import (
+    IFNAME_MAX,
+    INSTANCE_NAME_MAX,
+    Addressing,
+    Lab,
+    Limits,
+    Placement,
+    Topology,
+    instance_name,
+)
+from cdk.placement import PlacementError, place
+from cdk.topology import GENERATORS
+
+#: an LXD instance name is a DNS label that must not start with a digit
+DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
+
+
+def load_lab(
+    path: str | Path, *, host_routes: Sequence[HostRoute] | None = None, recipes_dir: Path | None = None
+) -> Lab:
+    """Load, validate and resolve a lab file; raises LabFileError naming every problem of a stage.
+
+    `host_routes` defaults to this machine's routes and resolvers (cdk.host_routes);
+    `recipes_dir` to the shipped images/recipes.
+    """
+    return run_pipeline(lambda: read_lab_file(path), host_routes=host_routes, recipes_dir=recipes_dir)
+
+
+def lab_from_dict(
+    data: dict[str, Any],
+    source: str = "<python>",
+    *,
+    host_routes: Sequence[HostRoute] | None = None,
+    recipes_dir: Path | None = None,
+) -> Lab:
+    """The same pipeline for a lab written in Python (`source` names it in error messages)."""
+    return run_pipeline(
+        lambda: source_from_dict(data, source), host_routes=host_routes, recipes_dir=recipes_dir
+    )
+
+
+def run_pipeline(
+    load: Callable[[], LabSource],
+    *,
+    host_routes: Sequence[HostRoute] | None = None,
+    recipes_dir: Path | None = None,
+) -> Lab:
+    """Every stage in order; each raises LabFileError at its end if it found problems."""
+    source = load()  # the file, its YAML syntax and the line of every key
+    spec = validate(source, recipes_dir)  # JSON schema + semantic checks, defaults filled in
+    topology = expand(spec, source)  # topology generator: its constraints, then its nodes and links
+    routes = read_host_routes() if host_routes is None else host_routes
+    addressing = address(spec, topology, source, routes)  # pools: overlaps, capacity, host routes
+    placement = place_nodes(spec, topology, source)  # nodes -> hosts, within their capacity
+    check_names(spec, topology, source)  # container and interface names the kernel and LXD accept
+    return Lab(
+        name=spec.name,
+        source=source.file,
+        hosts=spec.hosts,
+        topology=topology,
+        addressing=addressing,
+        placement=placement,
+        images=spec.images,
+        limits=resolve_limits(spec.limits, topology),
+        lxd=spec.lxd,
+        alcor=spec.alcor,
+        controller=spec.controller,
+        image_options=spec.image_options,
+    )
+
+
+def parse_path(text: str) -> AttrPath:
+    """`topology.nodes[2].name` -> ("topology", "nodes", 2, "name")."""
+    path: list[str | int] = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", text):
+        path.append(int(index) if index else name)
+    return tuple(path)
+
+
+# ---------------------------------------------------------------- expand
+
+
+def expand(spec: LabSpec, source: LabSource) -> Topology:
+    """The generator's constraints on the parameters as written, then the generated topology."""
+    generator = GENERATORS[spec.topology_kind]
+    problems = Problems(source)
+    for field, message, value, hint in generator.constraints(spec.topology_params):
+        problems.add(parse_path(field), message, value, hint)
+    problems.raise_if_any()
+    return generator.generate(spec.topology_params)
+
+
+# ---------------------------------------------------------------- address
+
+
+def address(spec: LabSpec, topology: Topology, source: LabSource, routes: Sequence[HostRoute]) -> Addressing:
+    """Check the pools against each other, the topology's needs and the host; then assign."""
+    problems = Problems(source)
+    pools = AddressPools(**spec.pools)
+    # the addressing module names pools by field ("p2p"); older versions gave "addressing.p2p"
+    for first, second in overlaps(pools):
+        first, second = _pool_name(first), _pool_name(second)
+        problems.add(
+            ("addressing", second),
+            f"overlaps addressing.{first} ({spec.pools[first]})",
+            spec.pools[second],
+            "every pool needs its own range",
+        )
+    for pool, message, value, hint in pool_capacity_problems(topology, pools):
+        problems.add(("addressing", _pool_name(pool)), message, value, hint)
+    for pool, network in spec.pools.items():
+        for route in _host_conflicts(network, spec.name, routes):
+            problems.add(
+                ("addressing", pool),
+                f"overlaps this host's {route.network} ({route.origin})",
+                network,
+                f"pick a range the host does not use, e.g. {_free_range(network, spec.pools, routes)}",
+            )
+    problems.raise_if_any()
+    try:
+        return assign(topology, pools, spec.mtu)
+    except PoolExhausted as exc:
+        problems.add(("addressing", exc.pool_name), str(exc))
+        problems.raise_if_any()
+        raise  # unreachable: raise_if_any raised
+
+
+def _pool_name(field: str) -> str:
+    return field.rsplit(".", 1)[-1]
+
+
+def _host_conflicts(network: str, lab: str, routes: Sequence[HostRoute]) -> list[HostRoute]:
+    net = ipaddress.ip_network(network)
+    # a route through this lab's own bridge is the lab itself, already deployed
+    return [r for r in routes if r.lab != lab and net.overlaps(ipaddress.ip_network(r.network))]
+
+
+def _free_range(network: str, pools: dict[str, str], routes: Sequence[HostRoute]) -> str:
+    """The first 10.x network of the same size that collides with neither the host nor the pools."""
+    size = ipaddress.ip_network(network).prefixlen
+    taken = [ipaddress.ip_network(r.network) for r in routes]
+    taken += [ipaddress.ip_network(p) for p in pools.values() if p != network]
+    for candidate in ipaddress.ip_network("10.0.0.0/8").subnets(new_prefix=max(size, 8)):
+        if not any(candidate.overlaps(t) for t in taken):
+            return str(candidate)
+    return "a free private range"
+
+
+# ---------------------------------------------------------------- place
+
+
+def place_nodes(spec: LabSpec, topology: Topology, source: LabSource) -> Placement:
+    """Assign every node to a host, within the hosts' capacity."""
+    problems = Problems(source)
+    try:
+        return place(topology, list(spec.hosts), spec.placement_strategy, spec.placement_file)
+    except PlacementError as exc:
+        # what is left after validation: a replayed file that does not fit, or hosts too small
+        path: AttrPath = ("placement", "file") if spec.placement_strategy == "file" else ("hosts",)
+        message = str(exc).split("\n  hint:")[0]  # the hint is shown on its own line below
+        problems.add(path, message, hint=exc.hint)
+        problems.raise_if_any()
+        raise  # unreachable: raise_if_any raised
+
+
+# ---------------------------------------------------------------- check
+
+
+def check_names(spec: LabSpec, topology: Topology, source: LabSource) -> None:
+    """Every container name is a valid LXD instance name; every interface name fits the kernel."""
+    problems = Problems(source)
+    too_long = [n.name for n in topology.nodes if len(instance_name(spec.name, n.name)) > INSTANCE_NAME_MAX]
+    if too_long:
+        longest = max(too_long, key=lambda node: (len(node), node))
+        name = instance_name(spec.name, longest)
+        problems.add(
+            ("name",),
+            f"makes container names longer than {INSTANCE_NAME_MAX} characters: {name} "
+            f"({len(name)}; {len(too_long)} of {len(topology.nodes)} nodes)",
+            spec.name,
+            "shorten the lab name or the node names",
+        )
+    for node in topology.nodes:
+        name = instance_name(spec.name, node.name)
+        if len(name) <= INSTANCE_NAME_MAX and not DNS_LABEL.match(name):
+            problems.add(
+                _node_path(spec, node.name),
+                f"gives container name {name}, which is not a DNS label",
+                node.name,
+                "use lowercase letters, digits and '-' (not at the end)",
+            )
+    for link in topology.links:
+        for end in (link.a, link.b):
+            if len(end.interface) > IFNAME_MAX:
+                problems.add(
+                    ("topology", "links"),
+                    f"interface {end.node}:{end.interface} is longer than {IFNAME_MAX} characters",
+                    end.interface,
+                    "Linux interface names have at most 15 characters",
+                )
+    problems.raise_if_any()
+
+
+def _node_path(spec: LabSpec, node: str) -> AttrPath:
+    """Where a node is written in the lab file (explicit topologies name their nodes)."""
+    for index, entry in enumerate(spec.topology_params.get("nodes") or []):
+        if isinstance(entry, dict) and entry.get("name") == node:
+            return ("topology", "nodes", index, "name")
+    return ("topology",)
+
+
+# ---------------------------------------------------------------- resources
+
+
+def resolve_limits(limits: dict[str, Limits], topology: Topology) -> dict[str, Limits]:
+    """The limits of each role in the topology: the role's over its kind's over `defaults`."""
+    resolved = {}
+    for role, kind in sorted({(n.role, n.kind) for n in topology.nodes}):
+        layers = [limits.get("defaults"), limits.get(kind), limits.get(role)]
+        cpu = memory = None
+        for layer in layers:
+            if layer is not None:
+                cpu = layer.cpu if layer.cpu is not None else cpu
+                memory = layer.memory if layer.memory is not None else memory
+        resolved[role] = Limits(cpu=cpu, memory=memory)
+    return resolved
