@@ -1,0 +1,41 @@
+"""Desired state of the `cluster` stage: LXD running on a host, the shared storage pool, sysctls.
+
+The first host of the lab bootstraps the LXD cluster; every other host joins it (`role`), which
+only matters for multi-host labs (a single local host is a standalone daemon).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cdk.model import Host, Lab
+from cdk.stages import common
+
+#: the storage pool every lab shares (created once per host, never deleted by a lab's destroy)
+POOL = "distrilab"
+#: kernel limits containers need at scale: inotify instances run out at ~20 systemd containers
+#: with the default 128, and a failed container still makes `lxc launch` return 0
+SYSCTLS: dict[str, int] = {
+    "fs.inotify.max_user_instances": 1024,
+    "fs.inotify.max_user_watches": 1048576,
+    "kernel.keys.maxkeys": 2000,
+    "net.ipv4.neigh.default.gc_thresh3": 8192,
+}
+
+
+def build(lab: Lab, host: Host) -> dict[str, Any] | None:
+    """The cluster-stage spec for `host` (pure)."""
+    first = lab.hosts[0]
+    clustered = len(lab.hosts) > 1
+    return {
+        **common(lab, host),
+        "endpoint": {"name": host.name, "kind": host.kind, "address": host.address},
+        "ssh_user": host.ssh_user,
+        "pool": {"name": POOL, "driver": lab.lxd.storage, "size": lab.lxd.storage_size},
+        "sysctls": dict(SYSCTLS),
+        "cluster": {
+            "enabled": clustered,
+            "role": "bootstrap" if host.name == first.name else "join",
+            "bootstrap": {"name": first.name, "kind": first.kind, "address": first.address},
+        },
+    }

@@ -1,0 +1,93 @@
+"""Run commands on a lab host: this machine (subprocess) or a remote one (ssh, batch mode).
+
+The host reconciler (`modules.lxd_host`) does everything through a `Shell`, so bootstrapping a
+remote bare-metal host runs the same steps as the local one. `lxd_query` talks to the host's
+own daemon with `lxc query` (its unix socket), which works before any TLS trust exists.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cdk.errors import DistrilabError
+
+
+class ShellError(DistrilabError):
+    def __init__(self, where: str, cmd: str, code: int, output: str):
+        self.code = code
+        self.output = output
+        tail = "\n".join(output.strip().splitlines()[-15:])
+        super().__init__(f"{where}: '{cmd}' exited {code}" + (f":\n{tail}" if tail else ""))
+
+
+class Shell(Protocol):
+    name: str
+
+    def run(
+        self, cmd: Sequence[str], stdin: str | None = None, check: bool = True, timeout: float | None = 600
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `cmd` (argv form) on the host; raise ShellError when it fails and `check`."""
+
+
+@dataclass(frozen=True)
+class LocalShell:
+    name: str = "local"
+
+    def run(
+        self, cmd: Sequence[str], stdin: str | None = None, check: bool = True, timeout: float | None = 600
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(list(cmd), input=stdin, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise ShellError(self.name, shlex.join(cmd), proc.returncode, proc.stderr + proc.stdout)
+        return proc
+
+
+@dataclass(frozen=True)
+class SshShell:
+    """`ssh -o BatchMode=yes user@address -- <command>`: keys must already be in place."""
+
+    name: str
+    address: str
+    user: str | None = None
+
+    def argv(self, cmd: Sequence[str]) -> list[str]:
+        target = f"{self.user}@{self.address}" if self.user else self.address
+        return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", target, "--", shlex.join(cmd)]
+
+    def run(
+        self, cmd: Sequence[str], stdin: str | None = None, check: bool = True, timeout: float | None = 600
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self.argv(cmd), input=stdin, capture_output=True, text=True, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise ShellError(
+                f"{self.name} (ssh {self.address})",
+                shlex.join(cmd),
+                proc.returncode,
+                proc.stderr + proc.stdout,
+            )
+        return proc
+
+
+def shell_for(endpoint: dict[str, Any] | None, ssh_user: str | None = None) -> Shell:
+    """Local hosts get a LocalShell; every other kind is reached over ssh at its address."""
+    endpoint = endpoint or {}
+    if (endpoint.get("kind") or "local") == "local":
+        return LocalShell(str(endpoint.get("name") or "local"))
+    address = endpoint.get("address")
+    if not address:
+        raise DistrilabError(f"host {endpoint.get('name')}: needs an address to be reached over ssh")
+    return SshShell(str(endpoint.get("name")), str(address), ssh_user)
+
+
+def lxd_query(shell: Shell, path: str, method: str = "GET", data: Any = None) -> Any:
+    """`lxc query` on the host: the parsed JSON answer (None for an empty one); ShellError on failure."""
+    cmd = ["lxc", "query", "--wait", "-X", method, path]
+    if data is not None:
+        cmd[3:3] = ["-d", json.dumps(data)]
+    out = shell.run(cmd, timeout=300).stdout.strip()
+    return json.loads(out) if out else None

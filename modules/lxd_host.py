@@ -1,0 +1,448 @@
+"""Stage "cluster": an LXD daemon that answers on each host, the shared storage pool, kernel limits.
+
+Owns: the LXD installation and daemon of a host, the storage pool `distrilab` (shared by every
+lab on the host) and the sysctls containers need at scale (fs.inotify.*, raised, never lowered,
+persisted in /etc/sysctl.d/60-distrilab.conf).
+
+Apply, in phases, each step only when needed and saying what it does:
+  0. install `lxd lxd-client nftables btrfs-progs` (nftables before the daemon first starts, or
+     bridge creation fails) and raise the sysctls;
+  1. start the daemon: the system's service manager when there is one, else
+     `lxd --group root --logfile /var/log/lxd-distrilab.log` detached, then `lxd waitready`;
+  2. (multi-host labs) bootstrap the LXD cluster on the first host, join it from the others
+     with a `cluster_token` preseed (see "Remote hosts" below);
+  3. create the storage pool: btrfs on a loop file where the kernel has btrfs and the daemon
+     offers it (copy-on-write containers), `dir` otherwise. An existing pool is reused as is.
+
+Destroy changes nothing: the daemon, the shared pool and the sysctls are infrastructure that
+other labs on the host use; a lab's own objects are removed by the later stages' destroys.
+
+Everything runs through a `modules.host_shell.Shell`, so a remote host (kind ssh/aws) goes
+through exactly the same steps over ssh. `python -m modules.lxd_host ensure` runs the local
+steps without a lab (the set-up script and CI call it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cdk.errors import DistrilabError, ReconcileError
+from cdk.stages.cluster import POOL, SYSCTLS
+from modules.host_shell import Shell, ShellError, lxd_query, shell_for
+from modules.reconcile import Action, Reconciler
+
+log = logging.getLogger(__name__)
+OWNER = "lxd_host"
+
+PACKAGES = ("lxd", "lxd-client", "nftables", "btrfs-progs")
+LXD_LOG = "/var/log/lxd-distrilab.log"
+SYSCTL_FILE = "/etc/sysctl.d/60-distrilab.conf"
+#: where `dir` pools keep their files (LXD wants the source folder to exist, be empty, and lie
+#: outside its own directory)
+DIR_POOL_ROOT = "/var/lib/distrilab/pools"
+DRIVERS = ("auto", "btrfs", "dir")
+LXD_PORT = 8443
+
+
+# ---------------------------------------------------------------- spec
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    name: str = POOL
+    driver: str = "auto"  # auto | btrfs | dir
+    size: str = "20GiB"  # loop file size (btrfs)
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    enabled: bool = False
+    role: str = "bootstrap"  # bootstrap | join
+    bootstrap: dict[str, Any] = field(default_factory=dict)  # endpoint of the first host
+
+
+@dataclass(frozen=True)
+class Spec:
+    lab: str
+    host: str
+    max_workers: int = 1
+    endpoint: dict[str, Any] = field(default_factory=dict)
+    ssh_user: str | None = None
+    pool: PoolSpec | None = PoolSpec()
+    sysctls: dict[str, int] = field(default_factory=dict)
+    cluster: ClusterSpec = ClusterSpec()
+    daemon: bool = True  # False in the destroy spec: nothing is wanted, nothing is removed
+
+
+def parse_spec(data: dict[str, Any]) -> Spec:
+    try:
+        pool = data.get("pool")
+        pool_spec = PoolSpec(**pool) if pool else None
+        if pool_spec and pool_spec.driver not in DRIVERS:
+            raise DistrilabError(
+                f"pool.driver: must be one of {', '.join(DRIVERS)} (got {pool_spec.driver!r})"
+            )
+        cluster = ClusterSpec(**(data.get("cluster") or {}))
+        if cluster.role not in ("bootstrap", "join"):
+            raise DistrilabError(f"cluster.role: must be bootstrap or join (got {cluster.role!r})")
+        return Spec(
+            lab=str(data["lab"]),
+            host=str(data["host"]),
+            max_workers=int(data.get("max_workers") or 1),
+            endpoint=dict(data.get("endpoint") or {"name": data["host"], "kind": "local"}),
+            ssh_user=data.get("ssh_user"),
+            pool=pool_spec,
+            sysctls={str(k): int(v) for k, v in (data.get("sysctls") or {}).items()},
+            cluster=cluster,
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise DistrilabError(f"bad cluster spec: {err!r}") from err
+
+
+# ---------------------------------------------------------------- observe
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a host looks like (JSON-friendly; reads only)."""
+
+    missing_packages: tuple[str, ...]
+    kernel_btrfs: bool  # btrfs in /proc/filesystems (built in or loaded), or a loadable module
+    systemd: bool  # a service manager runs (then it starts lxd, not us)
+    lxd_answers: bool
+    daemon_drivers: tuple[str, ...] = ()  # storage drivers the running daemon offers
+    pools: dict[str, str] = field(default_factory=dict)  # name -> driver
+    sysctls: dict[str, int] = field(default_factory=dict)
+    clustered: bool = False
+
+
+def observe_host(shell: Shell, sysctl_names: Sequence[str]) -> Facts:
+    status = shell.run(
+        ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n", *PACKAGES], check=False
+    ).stdout
+    installed = {
+        line.split()[0] for line in status.splitlines() if len(line.split()) > 1 and line.split()[1] == "ii"
+    }
+    filesystems = shell.run(["cat", "/proc/filesystems"], check=False).stdout
+    systemd = shell.run(["test", "-d", "/run/systemd/system"], check=False).returncode == 0
+    values: dict[str, int] = {}
+    for name in sysctl_names:
+        out = shell.run(["sysctl", "-n", name], check=False)
+        if out.returncode == 0 and out.stdout.strip().lstrip("-").isdigit():
+            values[name] = int(out.stdout.strip())
+    facts = Facts(
+        missing_packages=tuple(p for p in PACKAGES if p not in installed),
+        kernel_btrfs=any(line.split()[-1:] == ["btrfs"] for line in filesystems.splitlines())
+        or shell.run(["modinfo", "-n", "btrfs"], check=False).returncode == 0,  # loadable module
+        systemd=systemd,
+        lxd_answers=False,
+        sysctls=values,
+    )
+    try:
+        server = lxd_query(shell, "/1.0")
+        pools = lxd_query(shell, "/1.0/storage-pools?recursion=1") or []
+    except (ShellError, FileNotFoundError, ValueError):
+        return facts
+    drivers = tuple(d["Name"] for d in server.get("environment", {}).get("storage_supported_drivers") or [])
+    return replace(
+        facts,
+        lxd_answers=True,
+        daemon_drivers=drivers,
+        pools={p["name"]: p["driver"] for p in pools},
+        clustered=bool(server.get("environment", {}).get("server_clustered")),
+    )
+
+
+# ---------------------------------------------------------------- plan (pure)
+
+
+def choose_driver(spec_driver: str, facts: Facts, will_install_btrfs: bool) -> str:
+    """auto -> btrfs when the kernel has it and the daemon offers it (or is about to), else dir."""
+    if spec_driver != "auto":
+        return spec_driver
+    if not facts.kernel_btrfs:
+        return "dir"
+    if facts.lxd_answers:
+        return "btrfs" if "btrfs" in facts.daemon_drivers else "dir"
+    return "btrfs" if will_install_btrfs or "btrfs-progs" not in facts.missing_packages else "dir"
+
+
+def plan_host(spec: Spec, facts: Facts) -> list[Action]:
+    """The actions that bring a host to `spec` (pure). Destroy specs (`daemon=False`) plan nothing."""
+    if not spec.daemon:
+        return []
+    actions: list[Action] = []
+    # a running daemon without the tools is left alone: installing under it would change nothing
+    # until a restart, and restarting a shared daemon is not ours to do
+    install = facts.missing_packages if not facts.lxd_answers else ()
+    if install:
+        actions.append(
+            Action("install", " ".join(install), "missing packages", 0, {"packages": list(install)})
+        )
+    raise_to = {k: v for k, v in sorted(spec.sysctls.items()) if facts.sysctls.get(k, 0) < v}
+    if raise_to:
+        why = ", ".join(f"{k} {facts.sysctls.get(k, '?')}->{v}" for k, v in raise_to.items())
+        # persisted values never lower what the host already has
+        persist = {k: max(v, facts.sysctls.get(k, 0)) for k, v in sorted(spec.sysctls.items())}
+        actions.append(Action("set", "sysctls", why, 0, {"sysctls": raise_to, "persist": persist}))
+    if not facts.lxd_answers:
+        how = "service manager" if facts.systemd else "detached, no service manager"
+        actions.append(Action("start", "lxd daemon", f"not answering ({how})", 1, {"systemd": facts.systemd}))
+    if spec.cluster.enabled and not facts.clustered:
+        verb = "bootstrap" if spec.cluster.role == "bootstrap" else "join"
+        actions.append(Action(verb, "lxd cluster", "host not clustered yet", 2))
+    joining = spec.cluster.enabled and spec.cluster.role == "join"
+    if spec.pool and not joining and spec.pool.name not in facts.pools:
+        if spec.pool.driver == "btrfs" and facts.lxd_answers and "btrfs" not in facts.daemon_drivers:
+            raise ReconcileError(
+                OWNER,
+                [(f"create pool {spec.pool.name}", "the daemon offers no btrfs driver")],
+                hint="install btrfs-progs and restart LXD, or set lxd.storage: dir",
+            )
+        driver = choose_driver(spec.pool.driver, facts, "btrfs-progs" in install)
+        if spec.pool.driver == "btrfs" and not facts.kernel_btrfs:
+            raise ReconcileError(
+                OWNER,
+                [(f"create pool {spec.pool.name}", "kernel has no btrfs")],
+                hint="set lxd.storage: dir (or auto)",
+            )
+        detail = f"size {spec.pool.size}" if driver == "btrfs" else "source " + dir_source(spec.pool.name)
+        actions.append(
+            Action(
+                "create",
+                f"pool {spec.pool.name}",
+                f"missing ({driver}, {detail})",
+                3,
+                {"driver": driver, "size": spec.pool.size, "name": spec.pool.name},
+            )
+        )
+    return actions
+
+
+def dir_source(pool: str) -> str:
+    return f"{DIR_POOL_ROOT}/{pool}"
+
+
+def pool_request(name: str, driver: str, size: str) -> dict[str, Any]:
+    """The POST /1.0/storage-pools body (pure)."""
+    config = {"size": size} if driver == "btrfs" else {"source": dir_source(name)}
+    return {"name": name, "driver": driver, "config": config, "description": "distrilab shared pool"}
+
+
+# ---------------------------------------------------------------- execute
+
+
+def install_packages(shell: Shell, packages: Sequence[str]) -> None:
+    env = ["env", "DEBIAN_FRONTEND=noninteractive"]
+    cmd = [*env, "apt-get", "install", "-y", "-q", "--no-install-recommends", *packages]
+    if shell.run(cmd, check=False, timeout=1800).returncode != 0:
+        shell.run([*env, "apt-get", "update", "-q"], timeout=900)  # stale package lists: refresh once
+        shell.run(cmd, timeout=1800)
+
+
+def set_sysctls(shell: Shell, values: dict[str, int], persist: dict[str, int]) -> None:
+    """Raise `values` now; write `persist` to /etc/sysctl.d so a reboot keeps them."""
+    for name, value in sorted(values.items()):
+        shell.run(["sysctl", "-q", "-w", f"{name}={value}"])
+    text = "# written by distrilab (modules/lxd_host.py): limits containers need at scale\n"
+    text += "".join(f"{k} = {v}\n" for k, v in sorted(persist.items()))
+    shell.run(["sh", "-c", f"mkdir -p /etc/sysctl.d && cat > {SYSCTL_FILE}"], stdin=text)
+
+
+def start_daemon(shell: Shell, systemd: bool) -> None:
+    if systemd:
+        shell.run(["systemctl", "start", "lxd"])
+    else:
+        # setsid + redirections: the daemon outlives this process and holds none of its pipes
+        line = f"setsid lxd --group root --logfile {LXD_LOG} </dev/null >/dev/null 2>&1 &"
+        shell.run(["sh", "-c", line])
+    shell.run(["lxd", "waitready", "--timeout=60"], timeout=90)
+
+
+def create_pool(shell: Shell, name: str, driver: str, size: str) -> None:
+    existing = {p["name"] for p in lxd_query(shell, "/1.0/storage-pools?recursion=1") or []}
+    if name in existing:  # created meanwhile (another lab's apply): reuse
+        return
+    if driver == "dir":
+        shell.run(["mkdir", "-p", dir_source(name)])
+    else:
+        shell.run(["modprobe", "-q", "btrfs"], check=False)  # a no-op where btrfs is built in
+    lxd_query(shell, "/1.0/storage-pools", "POST", pool_request(name, driver, size))
+
+
+def delete_pool(shell: Shell, name: str) -> None:
+    """Remove a pool (if present) and its dir source; only for pools nothing uses (tests, clean-up)."""
+    existing = {p["name"] for p in lxd_query(shell, "/1.0/storage-pools?recursion=1") or []}
+    if name in existing:
+        lxd_query(shell, f"/1.0/storage-pools/{name}", "DELETE")
+    if name != POOL:
+        shell.run(["rm", "-rf", "--one-file-system", dir_source(name)], check=False)
+
+
+# ---------------------------------------------------------------- remote hosts: the LXD cluster
+#
+# Multi-host labs form one LXD cluster so every later stage talks to one API (`target=` picks
+# the member). The first host bootstraps it; each other host gets a join token from the first
+# (`lxc cluster add`) and joins with a preseed. This path needs real remote machines and is
+# tested at unit level only (the preseed documents); single-host labs never take it.
+
+
+def member_address(endpoint: dict[str, Any]) -> str:
+    address = endpoint.get("address")
+    if not address:
+        raise DistrilabError(f"host {endpoint.get('name')}: a cluster member needs an address")
+    return f"{address}:{LXD_PORT}"
+
+
+def bootstrap_preseed(spec: Spec) -> dict[str, Any]:
+    """`lxd init --preseed` for the first member: listen on the network, enable clustering."""
+    return {
+        "config": {"core.https_address": member_address(spec.endpoint)},
+        "cluster": {"server_name": spec.host, "enabled": True},
+    }
+
+
+def join_preseed(spec: Spec, token: str, pool_driver: str) -> dict[str, Any]:
+    """`lxd init --preseed` for a joining member; the shared pool gets this member's own source."""
+    member_config: list[dict[str, str]] = []
+    if spec.pool:
+        key, value = (
+            ("size", spec.pool.size) if pool_driver == "btrfs" else ("source", dir_source(spec.pool.name))
+        )
+        member_config.append({"entity": "storage-pool", "name": spec.pool.name, "key": key, "value": value})
+    return {
+        "cluster": {
+            "enabled": True,
+            "server_name": spec.host,
+            "server_address": member_address(spec.endpoint),
+            "cluster_token": token,
+            "member_config": member_config,
+        }
+    }
+
+
+def trust_client_cert(shell: Shell, cert_pem: str) -> None:
+    """Let distrilab's TLS client (modules.lxd_client) in; idempotent (an existing trust is kept)."""
+    body = "".join(line for line in cert_pem.splitlines() if "CERTIFICATE" not in line)
+    der = base64.b64decode(body)
+    known = lxd_query(shell, "/1.0/certificates?recursion=1") or []
+    if any(base64.b64decode("".join(c["certificate"].splitlines()[1:-1]) or "") == der for c in known):
+        return
+    lxd_query(
+        shell,
+        "/1.0/certificates",
+        "POST",
+        {"type": "client", "name": "distrilab", "certificate": base64.b64encode(der).decode()},
+    )
+
+
+def bootstrap_cluster(shell: Shell, spec: Spec) -> None:
+    from modules.lxd_client import cert_dir, ensure_client_cert
+
+    shell.run(["lxd", "init", "--preseed"], stdin=json.dumps(bootstrap_preseed(spec)))
+    crt, _ = ensure_client_cert(cert_dir())
+    trust_client_cert(shell, crt.read_text())
+
+
+def join_cluster(shell: Shell, spec: Spec) -> None:
+    leader = shell_for(spec.cluster.bootstrap, spec.ssh_user)
+    token = leader.run(["lxc", "cluster", "add", spec.host, "--quiet"]).stdout.strip()
+    driver = lxd_query(leader, f"/1.0/storage-pools/{spec.pool.name}")["driver"] if spec.pool else "dir"
+    if driver == "dir" and spec.pool:
+        shell.run(["mkdir", "-p", dir_source(spec.pool.name)])
+    shell.run(["lxd", "init", "--preseed"], stdin=json.dumps(join_preseed(spec, token, driver)))
+
+
+# ---------------------------------------------------------------- reconciler
+
+
+class LxdHost(Reconciler[Spec, Facts]):
+    name = OWNER
+
+    def load_spec(self, data: dict[str, Any]) -> Spec:
+        return parse_spec(data)
+
+    def empty_spec(self, spec: Spec) -> Spec:
+        # shared infrastructure: a lab's destroy leaves daemon, pool and sysctls in place
+        return replace(spec, daemon=False, pool=None, sysctls={}, cluster=ClusterSpec())
+
+    def max_workers(self, spec: Spec) -> int:
+        return 2  # at most two independent steps per phase (packages and sysctls)
+
+    def connect(self, spec: Spec) -> Shell:
+        return shell_for(spec.endpoint, spec.ssh_user)
+
+    def observe(self, client: Shell, spec: Spec) -> Facts:
+        return observe_host(client, sorted(spec.sysctls))
+
+    def plan(self, spec: Spec, observed: Facts) -> list[Action]:
+        return plan_host(spec, observed)
+
+    def execute_action(self, client: Shell, spec: Spec, action: Action) -> None:
+        if action.verb == "install":
+            install_packages(client, action.data["packages"])
+        elif action.verb == "set":
+            set_sysctls(client, action.data["sysctls"], action.data["persist"])
+        elif action.verb == "start":
+            start_daemon(client, action.data["systemd"])
+        elif action.verb == "bootstrap":
+            bootstrap_cluster(client, spec)
+        elif action.verb == "join":
+            join_cluster(client, spec)
+        elif action.verb == "create":
+            create_pool(client, action.data["name"], action.data["driver"], action.data["size"])
+        else:
+            raise ValueError(f"unknown action {action}")
+
+    def converge(self, spec: Spec, dry_run: bool = False, progress: Any = None) -> int:
+        if not spec.daemon:
+            print(f"[{self.name}] destroy: the LXD daemon, pool and sysctls stay (shared by every lab)")
+        return super().converge(spec, dry_run, progress)
+
+    def main(self, argv: Sequence[str] | None = None) -> int:
+        args = list(sys.argv[1:] if argv is None else argv)
+        if args[:1] == ["ensure"]:
+            return ensure_main(args[1:])
+        return super().main(args)
+
+
+def local_spec(pool: str = POOL, driver: str = "auto", size: str = "40GiB") -> Spec:
+    """The spec `ensure` converges: this machine, the shared pool, the default sysctls."""
+    return Spec(
+        lab="-",
+        host="local",
+        endpoint={"name": "local", "kind": "local"},
+        pool=PoolSpec(pool, driver, size),
+        sysctls=dict(SYSCTLS),
+    )
+
+
+def ensure_main(argv: Sequence[str]) -> int:
+    """`python -m modules.lxd_host ensure [--pool NAME] [--driver auto|btrfs|dir] [--size S] [--dry-run]`."""
+    parser = argparse.ArgumentParser(
+        prog="python -m modules.lxd_host ensure",
+        description="Install, start and prepare LXD on this machine (idempotent).",
+    )
+    parser.add_argument("--pool", default=POOL)
+    parser.add_argument("--driver", choices=DRIVERS, default="auto")
+    parser.add_argument("--size", default="40GiB", help="btrfs loop file size (default 40GiB)")
+    parser.add_argument("--dry-run", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format=f"[{OWNER}] %(message)s")
+    try:
+        LxdHost().converge(local_spec(args.pool, args.driver, args.size), dry_run=args.dry_run)
+    except DistrilabError as err:
+        print(str(err), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(LxdHost().main())

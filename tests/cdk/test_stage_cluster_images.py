@@ -1,0 +1,49 @@
+"""The `cluster` and `images` stage specs built from a lab (pure builders)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from cdk.pipeline import lab_from_dict
+from cdk.stages import STAGES
+from cdk.stages.cluster import POOL, SYSCTLS
+from cdk.stages.images import image_alias
+from modules.images import parse_spec as parse_images_spec
+from modules.lxd_host import parse_spec as parse_cluster_spec
+
+LAB = {
+    "name": "st",
+    "topology": {"kind": "leaf-spine", "spines": 1, "leaves": 1, "servers_per_leaf": 1},
+    "images": {"server": "server", "switch": "switch", "spine": "switch"},
+    "images_options": {"mirror": "http://mirror.invalid/debian", "aca_source": "src/aca"},
+    "lxd": {"storage": "dir", "storage_size": "5GiB"},
+}
+
+
+def specs(stage: str, data: dict | None = None, source: str = "/labs/st.yaml") -> list[dict]:
+    lab = lab_from_dict(data or LAB, source, host_routes=[])
+    builder = next(s for s in STAGES if s.name == stage)
+    return [spec for host in lab.hosts if (spec := builder.build(lab, host)) is not None]
+
+
+def test_cluster_spec_round_trips_into_the_reconciler() -> None:
+    (spec,) = specs("cluster")
+    assert spec["pool"] == {"name": POOL, "driver": "dir", "size": "5GiB"}
+    assert spec["sysctls"] == SYSCTLS and spec["cluster"]["enabled"] is False
+    parsed = parse_cluster_spec(json.loads(json.dumps(spec)))
+    assert parsed.pool is not None and parsed.pool.driver == "dir"
+    assert parsed.endpoint["kind"] == "local"
+
+
+def test_images_spec_dedups_recipes_and_resolves_inputs_next_to_the_lab_file() -> None:
+    (spec,) = specs("images")
+    assert spec["recipes"] == ["server", "switch"]
+    assert spec["mirror"] == "http://mirror.invalid/debian"
+    assert spec["inputs"] == {"aca_source": str(Path("/labs/src/aca").resolve())}
+    parsed = parse_images_spec(json.loads(json.dumps(spec)))
+    assert parsed.recipes == ("server", "switch") and parsed.skip_missing == ()
+
+
+def test_image_alias_is_per_lab() -> None:
+    assert image_alias("st", "switch") == "dl-st-switch"

@@ -1,0 +1,290 @@
+"""The host reconciler: planning from host facts (pure), cluster preseeds, and the real daemon (e2e)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import pytest
+
+from cdk.errors import DistrilabError, ReconcileError
+from cdk.stages.cluster import POOL, SYSCTLS
+from modules.host_shell import LocalShell, ShellError, SshShell, lxd_query, shell_for
+from modules.lxd_host import (
+    PACKAGES,
+    ClusterSpec,
+    Facts,
+    LxdHost,
+    PoolSpec,
+    Spec,
+    bootstrap_preseed,
+    create_pool,
+    delete_pool,
+    dir_source,
+    install_packages,
+    join_preseed,
+    observe_host,
+    parse_spec,
+    plan_host,
+    pool_request,
+    set_sysctls,
+    start_daemon,
+)
+
+FRESH = Facts(
+    missing_packages=PACKAGES,
+    kernel_btrfs=True,
+    systemd=False,
+    lxd_answers=False,
+    sysctls={"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 8192},
+)
+READY = Facts(
+    missing_packages=(),
+    kernel_btrfs=True,
+    systemd=False,
+    lxd_answers=True,
+    daemon_drivers=("btrfs", "dir"),
+    pools={POOL: "btrfs"},
+    sysctls={k: v for k, v in SYSCTLS.items()},
+)
+
+
+def spec(**kw: Any) -> Spec:
+    base = Spec(
+        lab="t",
+        host="local",
+        endpoint={"name": "local", "kind": "local"},
+        pool=PoolSpec(POOL, "auto", "20GiB"),
+        sysctls=dict(SYSCTLS),
+    )
+    return replace(base, **kw)
+
+
+def verbs(actions: list) -> list[str]:
+    return [f"{a.phase}:{a.verb} {a.target}" for a in actions]
+
+
+def test_fresh_host_installs_before_starting_then_makes_a_btrfs_pool() -> None:
+    actions = plan_host(spec(), FRESH)
+    assert verbs(actions) == [
+        "0:install lxd lxd-client nftables btrfs-progs",
+        "0:set sysctls",
+        "1:start lxd daemon",
+        f"3:create pool {POOL}",
+    ]
+    assert actions[-1].data["driver"] == "btrfs"
+    assert "fs.inotify.max_user_instances 128->1024" in actions[1].reason
+
+
+def test_converged_host_plans_nothing() -> None:
+    assert plan_host(spec(), READY) == []
+
+
+def test_running_daemon_with_its_pool_is_reused_and_sysctls_only_raised() -> None:
+    higher = replace(READY, sysctls={**READY.sysctls, "fs.inotify.max_user_instances": 8192})
+    assert plan_host(spec(), higher) == []  # never lowered
+
+
+def test_without_kernel_btrfs_auto_means_dir() -> None:
+    facts = replace(READY, kernel_btrfs=False, pools={})
+    (action,) = plan_host(spec(), facts)
+    assert action.data["driver"] == "dir"
+    assert dir_source(POOL) in action.reason
+
+
+def test_daemon_without_btrfs_driver_auto_falls_back_but_explicit_btrfs_fails() -> None:
+    facts = replace(READY, daemon_drivers=("dir",), pools={})
+    assert plan_host(spec(), facts)[0].data["driver"] == "dir"
+    with pytest.raises(ReconcileError, match="offers no btrfs driver") as err:
+        plan_host(spec(pool=PoolSpec(POOL, "btrfs", "1GiB")), facts)
+    assert "lxd.storage: dir" in str(err.value)
+
+
+def test_existing_pool_of_another_driver_is_kept() -> None:
+    facts = replace(READY, pools={POOL: "dir"})
+    assert plan_host(spec(pool=PoolSpec(POOL, "btrfs", "1GiB")), facts) == []
+
+
+def test_destroy_leaves_the_shared_host_alone() -> None:
+    empty = LxdHost().empty_spec(spec())
+    assert plan_host(empty, FRESH) == []
+
+
+def test_systemd_hosts_start_lxd_through_it() -> None:
+    actions = plan_host(spec(), replace(FRESH, systemd=True))
+    start = next(a for a in actions if a.verb == "start")
+    assert start.data == {"systemd": True}
+
+
+def test_pool_requests() -> None:
+    assert pool_request("p", "btrfs", "8GiB")["config"] == {"size": "8GiB"}
+    assert pool_request("p", "dir", "8GiB")["config"] == {"source": dir_source("p")}
+
+
+def test_spec_from_the_stage_builder_json() -> None:
+    data = {
+        "lab": "l",
+        "host": "h1",
+        "max_workers": 8,
+        "endpoint": {"name": "h1", "kind": "ssh", "address": "198.51.100.7"},
+        "ssh_user": "admin",
+        "pool": {"name": POOL, "driver": "dir", "size": "5GiB"},
+        "sysctls": SYSCTLS,
+        "cluster": {
+            "enabled": True,
+            "role": "join",
+            "bootstrap": {"name": "h0", "kind": "ssh", "address": "198.51.100.6"},
+        },
+    }
+    s = parse_spec(json.loads(json.dumps(data)))
+    assert s.pool == PoolSpec(POOL, "dir", "5GiB") and s.cluster.role == "join"
+    shell = shell_for(s.endpoint, s.ssh_user)
+    assert isinstance(shell, SshShell)
+    assert shell.argv(["lxc", "query", "/1.0"])[-3:] == ["admin@198.51.100.7", "--", "lxc query /1.0"]
+    with pytest.raises(DistrilabError, match=r"pool\.driver: must be one of auto, btrfs, dir"):
+        parse_spec({**data, "pool": {"driver": "zfs"}})
+
+
+# ---------------------------------------------------------------- remote hosts (unit level only)
+
+
+def remote_spec(role: str) -> Spec:
+    return spec(
+        host="h2",
+        endpoint={"name": "h2", "kind": "ssh", "address": "198.51.100.8"},
+        cluster=ClusterSpec(True, role, {"name": "h1", "kind": "ssh", "address": "198.51.100.7"}),
+    )
+
+
+def test_joining_member_joins_and_gets_the_pool_through_the_preseed() -> None:
+    facts = replace(READY, pools={})
+    assert verbs(plan_host(remote_spec("join"), facts)) == ["2:join lxd cluster"]
+    preseed = join_preseed(remote_spec("join"), "TOKEN", "btrfs")
+    assert preseed["cluster"]["cluster_token"] == "TOKEN"
+    assert preseed["cluster"]["server_address"] == "198.51.100.8:8443"
+    assert preseed["cluster"]["member_config"] == [
+        {"entity": "storage-pool", "name": POOL, "key": "size", "value": "20GiB"}
+    ]
+    assert join_preseed(remote_spec("join"), "T", "dir")["cluster"]["member_config"][0]["key"] == "source"
+
+
+def test_bootstrap_member_enables_clustering_then_creates_the_pool() -> None:
+    facts = replace(READY, pools={})
+    assert verbs(plan_host(remote_spec("bootstrap"), facts)) == [
+        "2:bootstrap lxd cluster",
+        f"3:create pool {POOL}",
+    ]
+    assert bootstrap_preseed(remote_spec("bootstrap")) == {
+        "config": {"core.https_address": "198.51.100.8:8443"},
+        "cluster": {"server_name": "h2", "enabled": True},
+    }
+    assert plan_host(remote_spec("bootstrap"), replace(READY, clustered=True)) == []
+
+
+# ---------------------------------------------------------------- the real daemon
+
+
+@pytest.mark.e2e
+def test_running_daemon_and_shared_pool_are_detected_and_reused() -> None:
+    facts = observe_host(LocalShell(), sorted(SYSCTLS))
+    assert facts.lxd_answers and POOL in facts.pools
+    actions = plan_host(spec(), facts)
+    assert not [a for a in actions if a.verb in ("install", "start", "create")]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("driver", ["btrfs", "dir"])
+def test_extra_pool_is_created_once_and_removed(driver: str) -> None:
+    shell = LocalShell()
+    name = f"dl-t{uuid.uuid4().hex[:8]}-{driver}"
+    test_spec = spec(pool=PoolSpec(name, driver, "1GiB"))
+    try:
+        assert LxdHost().converge(test_spec) >= 1
+        pool = lxd_query(shell, f"/1.0/storage-pools/{name}")
+        assert pool["driver"] == driver and pool["status"] == "Created"
+        assert LxdHost().converge(test_spec) == 0  # idempotent: the second run changes nothing
+    finally:
+        delete_pool(shell, name)
+    assert name not in {p["name"] for p in lxd_query(shell, "/1.0/storage-pools?recursion=1")}
+
+
+# ---------------------------------------------------------------- execution, through a recording shell
+
+
+class RecordingShell:
+    """Answers commands from a script of (prefix -> (code, stdout)); records every command."""
+
+    name = "fake"
+
+    def __init__(self, answers: dict[str, tuple[int, str]] | None = None) -> None:
+        self.answers = answers or {}
+        self.commands: list[tuple[str, str | None]] = []
+
+    def run(
+        self, cmd: list[str], stdin: str | None = None, check: bool = True, timeout: float | None = 600
+    ) -> subprocess.CompletedProcess[str]:
+        line = " ".join(cmd)
+        self.commands.append((line, stdin))
+        code, out = next((v for k, v in self.answers.items() if line.startswith(k)), (0, ""))
+        if check and code:
+            raise ShellError(self.name, line, code, out)
+        return subprocess.CompletedProcess(cmd, code, out, "")
+
+
+def test_install_refreshes_package_lists_once_when_apt_fails() -> None:
+    shell = RecordingShell(
+        {"env DEBIAN_FRONTEND=noninteractive apt-get install": (100, "E: Unable to locate")}
+    )
+    with pytest.raises(ShellError):
+        install_packages(shell, ["lxd", "nftables"])
+    lines = [c for c, _ in shell.commands]
+    assert [line.split()[2:4] for line in lines] == [
+        ["apt-get", "install"],
+        ["apt-get", "update"],
+        ["apt-get", "install"],
+    ]
+
+
+def test_daemon_starts_detached_without_systemd_and_waits() -> None:
+    shell = RecordingShell()
+    start_daemon(shell, systemd=False)
+    (start, _), (wait, _) = shell.commands
+    assert start.startswith("sh -c setsid lxd --group root --logfile /var/log/lxd-distrilab.log")
+    assert start.endswith("&") and wait == "lxd waitready --timeout=60"
+    shell = RecordingShell()
+    start_daemon(shell, systemd=True)
+    assert shell.commands[0][0] == "systemctl start lxd"
+
+
+def test_sysctls_are_raised_and_persisted() -> None:
+    shell = RecordingShell()
+    set_sysctls(
+        shell,
+        {"fs.inotify.max_user_instances": 1024},
+        {"fs.inotify.max_user_instances": 1024, "fs.inotify.max_user_watches": 2097152},
+    )
+    assert shell.commands[0][0] == "sysctl -q -w fs.inotify.max_user_instances=1024"
+    persisted = shell.commands[1][1] or ""
+    assert (
+        "fs.inotify.max_user_watches = 2097152" in persisted
+        and "/etc/sysctl.d/60-distrilab.conf" in shell.commands[1][0]
+    )
+
+
+def test_dir_pool_gets_its_source_folder_before_the_request() -> None:
+    shell = RecordingShell({"lxc query --wait -X GET /1.0/storage-pools": (0, "[]")})
+    create_pool(shell, "p1", "dir", "1GiB")
+    lines = [c for c, _ in shell.commands]
+    assert lines[1] == f"mkdir -p {dir_source('p1')}"
+    assert lines[2].startswith("lxc query --wait -d") and lines[2].endswith("-X POST /1.0/storage-pools")
+
+
+def test_pool_created_meanwhile_is_reused() -> None:
+    shell = RecordingShell(
+        {"lxc query --wait -X GET /1.0/storage-pools": (0, '[{"name": "p1", "driver": "btrfs"}]')}
+    )
+    create_pool(shell, "p1", "btrfs", "1GiB")
+    assert len(shell.commands) == 1
