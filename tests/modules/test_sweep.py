@@ -1,0 +1,73 @@
+"""modules/sweep.py: plan() is pure; what it deletes, in which order, and what it leaves alone."""
+
+from __future__ import annotations
+
+import pytest
+
+from cdk.errors import DistrilabError
+from modules.sweep import (
+    PHASE_IMAGES,
+    PHASE_INSTANCES,
+    PHASE_LINKS,
+    PHASE_NETWORKS,
+    PHASE_PROFILES,
+    Observed,
+    Sweep,
+    SweepSpec,
+    labelled,
+)
+
+SPEC = SweepSpec("lab1")
+
+
+def test_nothing_labelled_plans_nothing() -> None:
+    assert Sweep().plan(SPEC, Observed()) == []
+
+
+def test_everything_labelled_goes_in_dependency_order() -> None:
+    observed = Observed(
+        instances={"dl-lab1-a": "Running", "dl-lab1-b": "Stopped"},
+        profiles=("dl-lab1-p",),
+        networks=("dlm-lab1",),
+        host_links=("dl1veth",),
+    )
+    actions = Sweep().plan(SPEC, observed)
+    assert [(a.phase, a.target) for a in actions] == [
+        (PHASE_INSTANCES, "instance dl-lab1-a"),
+        (PHASE_INSTANCES, "instance dl-lab1-b"),
+        (PHASE_LINKS, "link dl1veth"),
+        (PHASE_PROFILES, "profile dl-lab1-p"),
+        (PHASE_NETWORKS, "network dlm-lab1"),
+    ]
+    assert actions[0].data == {"status": "Running"}
+    assert PHASE_INSTANCES < PHASE_LINKS < PHASE_PROFILES < PHASE_NETWORKS < PHASE_IMAGES
+
+
+def test_image_goes_with_its_last_alias_shared_image_keeps_others() -> None:
+    observed = Observed(
+        aliases={"dl-lab1-server": "f1", "dl-lab1-switch": "f1", "dl-lab1-aca": "f2"},
+        image_aliases={"f1": ("dl-lab1-server", "dl-lab1-switch"), "f2": ("dl-lab1-aca", "dl-other-aca")},
+    )
+    actions = Sweep().plan(SPEC, observed)
+    assert [(a.target, a.data) for a in actions] == [
+        ("image f1 (dl-lab1-server, dl-lab1-switch)", {"fingerprint": "f1"}),
+        ("alias dl-lab1-aca", {}),
+    ]
+
+
+def test_only_the_exact_label_counts() -> None:
+    assert labelled({"config": {"user.distrilab.lab": "lab1"}}, "lab1")
+    assert not labelled({"config": {"user.distrilab.lab": "lab1-x"}}, "lab1")
+    assert not labelled({"config": {}}, "lab1")
+    assert not labelled({}, "lab1")
+
+
+@pytest.mark.parametrize("bad", ["", "Lab", "1lab", "a" * 21, "lab_1", None])
+def test_bad_lab_names_are_refused(bad: object) -> None:
+    with pytest.raises(DistrilabError, match="lab: must match"):
+        Sweep().load_spec({"lab": bad})
+
+
+def test_command_line_refuses_a_bad_lab(capsys: pytest.CaptureFixture[str]) -> None:
+    assert Sweep().main(["destroy", "--lab", "BAD"]) == 2
+    assert "must match" in capsys.readouterr().err

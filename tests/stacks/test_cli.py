@@ -1,0 +1,102 @@
+"""The distrilab CLI: synth output identical to `npx cdktf synth`, error handling, graph, validate."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from stacks import cli
+from stacks.paths import REPO_ROOT
+from stacks.terraform import Terraform
+
+NODE_MODULES = REPO_ROOT / "node_modules" / ".bin" / "cdktf"
+
+
+def python_lab(folder: Path, name: str, body: str | None = None) -> Path:
+    path = folder / f"{name}.py"
+    path.write_text(body or f"from bench.labgen import leaf_spine_lab\n\nLAB = leaf_spine_lab({name!r})\n")
+    return path
+
+
+def test_commands_are_discovered() -> None:
+    parser = cli.build_parser()
+    for name in ("validate", "synth", "plan", "up", "down", "inspect", "graph"):
+        assert cli.has_subcommand(parser, name)
+    assert not cli.has_subcommand(parser, "no-such-command")
+
+
+def test_validate_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["validate", str(python_lab(tmp_path, "dlstk-val"))]) == 0
+    out = capsys.readouterr().out
+    assert "lab dlstk-val, 6 nodes (2 leaf, 2 server, 2 spine)" in out
+
+
+def test_bad_input_is_a_short_message_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["validate", str(tmp_path / "missing.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "missing.yaml: no such lab file" in err and "Traceback" not in err
+    bad = python_lab(tmp_path, "nolab", "X = 1\n")
+    assert cli.main(["validate", str(bad)]) == 2
+    assert "defines no lab (got NoneType)" in capsys.readouterr().err
+
+
+def test_internal_error_writes_debug_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    buggy = python_lab(tmp_path, "buggy", "def lab():\n    return {}['missing-key-xyz']\n")
+    assert cli.main(["validate", str(buggy)]) == 1
+    err = capsys.readouterr().err
+    assert "internal error, please report" in err and "KeyError" in err
+    assert str(cli.DEBUG_LOG) in err
+    log = cli.DEBUG_LOG.read_text()
+    assert "missing-key-xyz" in log and "Traceback (most recent call last)" in log
+
+
+def test_graph_writes_dot_svg_png(tmp_path: Path) -> None:
+    assert cli.main(["graph", str(python_lab(tmp_path, "dlstk-g")), "--outdir", str(tmp_path / "g")]) == 0
+    dot = (tmp_path / "g" / "dlstk-g.dot").read_text()
+    assert '"spine-01" -- "leaf-01"' in dot  # edges start at the upper tier
+    assert 'fillcolor="#c0392b"' in dot and "rank=same" in dot
+    assert (tmp_path / "g" / "dlstk-g.svg").read_text().lstrip().startswith("<?xml")
+    assert (tmp_path / "g" / "dlstk-g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_synthesized_lab_passes_terraform_validate_offline(tmp_path: Path) -> None:
+    lab_file = python_lab(tmp_path, "dlstk-tfv")
+    outdir = tmp_path / "out"
+    assert cli.main(["synth", str(lab_file), "--outdir", str(outdir)]) == 0
+    tf = Terraform(outdir / "stacks" / "dlstk-tfv")
+    tf.init()
+    assert [d for d in tf.validate() if d.severity == "error"] == []
+
+
+@pytest.mark.skipif(
+    not NODE_MODULES.exists() and not os.environ.get("CI"),
+    reason="node_modules absent (run `npm ci`); CI always runs this",
+)
+def test_distrilab_synth_writes_what_npx_cdktf_synth_writes(tmp_path: Path) -> None:
+    lab_file = python_lab(tmp_path, "dlstk-npx")
+    stack_json = REPO_ROOT / "cdktf.out" / "stacks" / "dlstk-npx" / "cdk.tf.json"
+    env = {
+        **os.environ,
+        "DISTRILAB_LAB": str(lab_file),
+        "CHECKPOINT_DISABLE": "1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+    }
+    npx = shutil.which("npx")
+    assert npx, "npx is missing: install node 20 and npm"
+    proc = subprocess.run(
+        [npx, "--no-install", "cdktf", "synth"],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    from_npx = stack_json.read_bytes()
+    stack_json.unlink()
+    assert cli.main(["synth", str(lab_file)]) == 0
+    assert stack_json.read_bytes() == from_npx
