@@ -82,7 +82,7 @@ def run_pipeline(
     addressing = address(spec, topology, source, routes)  # pools: overlaps, capacity, host routes
     placement = place_nodes(spec, topology, source)  # nodes -> hosts, within their capacity
     check_names(spec, topology, source)  # container and interface names the kernel and LXD accept
-    return Lab(
+    lab = Lab(
         name=spec.name,
         source=source.file,
         hosts=spec.hosts,
@@ -96,6 +96,18 @@ def run_pipeline(
         controller=spec.controller,
         image_options=spec.image_options,
     )
+    check_services(lab)  # the alcor deployment file and the controller scenario, before anything runs
+    return lab
+
+
+def check_services(lab: Lab) -> None:
+    """Validate the `alcor` and `controller` sections now, not when their stage specs are built."""
+    from cdk.alcor import resolve_section  # imported here: only labs with these sections need them
+    from cdk.stages.controller import validate_section
+
+    resolve_section(lab.alcor, lab.source)
+    if lab.controller is not None:
+        validate_section(lab)
 
 
 def parse_path(text: str) -> AttrPath:
