@@ -21,15 +21,12 @@ from dataclasses import dataclass, fields
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from cdk.model import Addressing, InterfaceAddress, Topology
-from cdk.topology.builder import natural_key
+from cdk.topology.builder import ProblemTuple, natural_key
 
 RACK_PREFIX = 24
 #: host numbers .1 .. .254 of a rack /24
 RACK_HOSTS = 2 ** (32 - RACK_PREFIX) - 2
 MTU_MIN, MTU_MAX = 576, 9216
-
-#: (field, message, value, hint), like the topology constraints
-ProblemTuple = tuple[str, str, object, str | None]
 
 
 @dataclass(frozen=True)

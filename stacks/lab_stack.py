@@ -14,6 +14,15 @@ The destroy provisioner finds the spec the resource was *created* from through `
 (spec files are content-addressed and kept under `.distrilab/specs/<lab>/`, which synth never wipes).
 The anchor's destroy runs last and sweeps every object carrying the lab's label (modules/sweep.py):
 the safety net for tainted resources whose destroy provisioners terraform skips.
+
+Labs with `kind: aws` hosts also get the AWS provider resources (stacks/aws_hosts.py). An aws
+host's address exists only once its instance does, after synth wrote the spec files, so every
+stage resource of an aws host gets the instance's public and private address in its provisioners'
+environment (DISTRILAB_HOST_ADDRESS, DISTRILAB_HOST_PRIVATE_ADDRESS; joining cluster members also
+DISTRILAB_BOOTSTRAP_ADDRESS, the first host's) and in `input` and `triggers_replace`: measured
+with terraform 1.11, a changed `input` of a terraform_data is an in-place update that runs no
+provisioner, so only `triggers_replace` makes a replaced instance re-run the stage. The cluster
+stage of an aws host waits for the instances (and, joining, for the first host's cluster stage).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from constructs import Construct
 import cdk.stages
 from cdk.model import Lab
 from cdk.stages import Stage
+from stacks.aws_hosts import AwsHosts, add_aws_hosts
 from stacks.paths import REPO_ROOT, Paths
 
 __all__ = ["ANCHOR", "REPO_ROOT", "LabStack", "Paths", "StageSpec", "stage_specs"]
@@ -40,6 +50,10 @@ log = logging.getLogger(__name__)
 
 #: the resource every stage depends on; its destroy provisioner sweeps the lab's leftovers
 ANCHOR = "lab"
+#: what a stage's provisioners get for an aws host (modules/lxd_host.py reads them)
+HOST_ADDRESS_ENV = "DISTRILAB_HOST_ADDRESS"  # public: ssh and the LXD API from this machine
+HOST_PRIVATE_ADDRESS_ENV = "DISTRILAB_HOST_PRIVATE_ADDRESS"  # VPC: cluster traffic, VXLAN underlay
+BOOTSTRAP_ADDRESS_ENV = "DISTRILAB_BOOTSTRAP_ADDRESS"  # public address of the cluster's first host
 
 
 @dataclass(frozen=True)
@@ -138,7 +152,10 @@ class LabStack(cdktn.TerraformStack):
         paths: Paths | None = None,
         stack_dir: Path | None = None,
         stages: tuple[Stage, ...] | None = None,
+        aws_client_cert: str | None = None,
     ):
+        """`aws_client_cert`: the certificate aws hosts trust on their LXD API (default: distrilab's
+        own client certificate, see stacks.aws_hosts.add_aws_hosts); ignored without aws hosts."""
         super().__init__(scope, lab.name)
         self.lab = lab
         self.paths = paths or Paths.for_repo()
@@ -157,6 +174,8 @@ class LabStack(cdktn.TerraformStack):
         )
         # constant input: the anchor must never be replaced (its destroy wipes the lab)
         self.anchor.add_override("input", {"lab": lab.name})
+        # instances for aws hosts; adds nothing (and imports no provider) for other labs
+        self.aws: AwsHosts = add_aws_hosts(self, lab, aws_client_cert)
 
         self.resources: dict[str, cdktn.TerraformResource] = {}
         previous: list[cdktn.TerraformResource] = [self.anchor]
@@ -201,14 +220,30 @@ class LabStack(cdktn.TerraformStack):
             tmp.replace(path)
         return path
 
-    def _exec(self, args: str, when_destroy: bool = False) -> cdktn.LocalExecProvisioner:
+    def _exec(
+        self, args: str, when_destroy: bool = False, environment: dict[str, str] | None = None
+    ) -> cdktn.LocalExecProvisioner:
         return cdktn.LocalExecProvisioner(
             type="local-exec",
             command=f"{self.paths.python} {args}",
             working_dir=str(self.paths.repo),
-            environment={"PYTHONPATH": str(self.paths.repo), "PYTHONUNBUFFERED": "1"},
+            environment={"PYTHONPATH": str(self.paths.repo), "PYTHONUNBUFFERED": "1", **(environment or {})},
             when="destroy" if when_destroy else None,
         )
+
+    def _aws_addresses(self, s: StageSpec) -> dict[str, str]:
+        """The apply-time addresses a stage on an aws host needs, as terraform references (empty
+        for other hosts): the host's own and, for a joining cluster member, the first host's."""
+        if s.host not in self.aws.instances:
+            return {}
+        addresses = {
+            HOST_ADDRESS_ENV: self.aws.public_addresses[s.host],
+            HOST_PRIVATE_ADDRESS_ENV: self.aws.private_addresses[s.host],
+        }
+        first = self.lab.hosts[0].name
+        if s.stage.name == "cluster" and s.host != first and first in self.aws.instances:
+            addresses[BOOTSTRAP_ADDRESS_ENV] = self.aws.public_addresses[first]
+        return addresses
 
     def _stage_resource(
         self, s: StageSpec, depends_on: list[cdktn.TerraformResource]
@@ -217,6 +252,14 @@ class LabStack(cdktn.TerraformStack):
         create_spec = self.specs_dir / s.file_name
         # destroy reads the spec this resource was created from, found through its stored hash
         destroy_spec = self.specs_dir / f"{s.stage.name}@{s.host}-${{substr(self.input.hash, 0, 12)}}.json"
+        addresses = self._aws_addresses(s)
+        if addresses and s.stage.name == "cluster":
+            depends_on = [*depends_on, *self.aws.depends_on]  # the host must exist to be set up
+            bootstrap = self.resources.get(resource_id("cluster", self.lab.hosts[0].name))
+            if BOOTSTRAP_ADDRESS_ENV in addresses and bootstrap is not None:
+                depends_on.append(bootstrap)  # joining needs a token from the bootstrapped first host
+        # destroy-time provisioners may only reference `self`: they read the addresses from input
+        destroy_env = {name: f"${{self.input.addresses.{name}}}" for name in addresses}
         resource = cdktn.TerraformResource(
             self,
             s.resource_id,
@@ -224,11 +267,19 @@ class LabStack(cdktn.TerraformStack):
             depends_on=list(depends_on),
             lifecycle=cdktn.TerraformResourceLifecycle(create_before_destroy=True),
             provisioners=[
-                self._exec(f"-m {s.stage.module} apply --spec {create_spec} {common}"),
-                self._exec(f"-m {s.stage.module} destroy --spec {destroy_spec} {common}", when_destroy=True),
+                self._exec(f"-m {s.stage.module} apply --spec {create_spec} {common}", environment=addresses),
+                self._exec(
+                    f"-m {s.stage.module} destroy --spec {destroy_spec} {common}",
+                    when_destroy=True,
+                    environment=destroy_env,
+                ),
             ],
         )
-        resource.add_override("input", {"stage": s.stage.name, "host": s.host, "hash": s.hash})
-        resource.add_override("triggers_replace", [s.hash])
+        stage_input: dict[str, Any] = {"stage": s.stage.name, "host": s.host, "hash": s.hash}
+        if addresses:
+            stage_input["addresses"] = addresses
+        resource.add_override("input", stage_input)
+        # a replaced instance (new addresses) must re-run the stage: only a change here does that
+        resource.add_override("triggers_replace", [s.hash, *addresses.values()] if addresses else [s.hash])
         self.resources[s.resource_id] = resource
         return resource

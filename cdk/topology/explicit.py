@@ -104,14 +104,22 @@ def parse_endpoint(text: str) -> tuple[str, str | None]:
 def constraints(params: dict[str, Any], prefix: str = "topology") -> list[ProblemTuple]:
     """Cross-field checks: unique names, links between declared nodes, no reused interface,
     no eth0, no self-loop, racks that exist, every server linked to a switch."""
+    nodes = [n if isinstance(n, dict) else {} for n in params.get("nodes") or []]  # schema reports types
+    links = [link if isinstance(link, dict) else {} for link in params.get("links") or []]
+    problems, declared = _name_problems(nodes, prefix)
+    roles = {name: nodes[i].get("role", "") for name, i in declared.items()}
+    link_problems, switch_neighbours = _link_problems(links, roles, prefix)
+    return problems + link_problems + _rack_problems(nodes, declared, switch_neighbours, prefix)
+
+
+def _name_problems(nodes: list[dict[str, Any]], prefix: str) -> tuple[list[ProblemTuple], dict[str, int]]:
+    """Duplicate names; returns them and name -> index of its first declaration."""
     problems: list[ProblemTuple] = []
-    nodes = params.get("nodes") or []
     declared: dict[str, int] = {}
-    roles: dict[str, str] = {}
     for i, node in enumerate(nodes):
-        if not isinstance(node, dict):
-            continue  # the schema reports it
         name = node.get("name")
+        if name is None:
+            continue
         if name in declared:
             problems.append(
                 (
@@ -121,64 +129,74 @@ def constraints(params: dict[str, Any], prefix: str = "topology") -> list[Proble
                     "give every node a unique name",
                 )
             )
-            continue
-        declared[name] = i
-        roles[name] = node.get("role", "")
-    known = ", ".join(sorted(declared)[:8]) + (", ..." if len(declared) > 8 else "")
-    used: dict[tuple[str, str], str] = {}
-    switch_neighbours: dict[str, set[str]] = {name: set() for name in declared}
-    for i, link in enumerate(params.get("links") or []):
-        if not isinstance(link, dict):
-            continue  # the schema reports it
+        else:
+            declared[name] = i
+    return problems, declared
+
+
+def _link_problems(
+    links: list[dict[str, Any]], roles: dict[str, str], prefix: str
+) -> tuple[list[ProblemTuple], dict[str, set[str]]]:
+    """Unknown nodes, eth0, reused interfaces, self-loops; returns them and node -> linked switches."""
+    problems: list[ProblemTuple] = []
+    known = ", ".join(sorted(roles)[:8]) + (", ..." if len(roles) > 8 else "")
+    first_use: dict[tuple[str, str], str] = {}
+    switch_neighbours: dict[str, set[str]] = {name: set() for name in roles}
+    for i, link in enumerate(links):
         ends = []
         for end in ("a", "b"):
-            field = f"{prefix}.links[{i}].{end}"
-            node, interface = parse_endpoint(str(link.get(end, "")))
-            if node not in declared:
-                problems.append((field, "unknown node", link.get(end), f"declared nodes: {known}"))
+            field, text = f"{prefix}.links[{i}].{end}", link.get(end)
+            node, interface = parse_endpoint(str(text or ""))
+            if node not in roles:
+                problems.append((field, "unknown node", text, f"declared nodes: {known}"))
                 continue
+            ends.append(node)
             if interface == MANAGEMENT_IFNAME:
                 problems.append(
                     (
                         field,
                         f"{MANAGEMENT_IFNAME} is the management interface",
-                        link.get(end),
+                        text,
                         "use eth1 or higher, or leave the interface out to auto-assign one",
                     )
                 )
-            elif interface is not None:
-                first = used.setdefault((node, interface), field)
-                if first != field:
-                    problems.append(
-                        (
-                            field,
-                            f"interface already used by {first}",
-                            link.get(end),
-                            "each interface takes one link; leave it out to auto-assign one",
-                        )
-                    )
-            ends.append(node)
-        if len(ends) == 2:
-            a, b = ends
-            if a == b:
+            elif interface is not None and first_use.setdefault((node, interface), field) != field:
                 problems.append(
-                    (f"{prefix}.links[{i}]", "links a node to itself", a, "a link joins two different nodes")
+                    (
+                        field,
+                        f"interface already used by {first_use[(node, interface)]}",
+                        text,
+                        "each interface takes one link; leave it out to auto-assign one",
+                    )
                 )
-            if kind_of(roles[b]) == "switch":
-                switch_neighbours[a].add(b)
-            if kind_of(roles[a]) == "switch":
-                switch_neighbours[b].add(a)
+        if len(ends) < 2:
+            continue
+        a, b = ends
+        if a == b:
+            problems.append(
+                (f"{prefix}.links[{i}]", "links a node to itself", a, "a link joins two different nodes")
+            )
+        if kind_of(roles[b]) == "switch":
+            switch_neighbours[a].add(b)
+        if kind_of(roles[a]) == "switch":
+            switch_neighbours[b].add(a)
+    return problems, switch_neighbours
+
+
+def _rack_problems(
+    nodes: list[dict[str, Any]], declared: dict[str, int], switch_neighbours: dict[str, set[str]], prefix: str
+) -> list[ProblemTuple]:
+    """Every server hangs off a switch; `rack`, when given, is on a server and names a linked switch."""
+    problems: list[ProblemTuple] = []
     for name, i in declared.items():
-        node = nodes[i]
+        node, field = nodes[i], f"{prefix}.nodes[{i}]"
         rack = node.get("rack")
-        field = f"{prefix}.nodes[{i}]"
-        if kind_of(roles[name]) == "switch":
+        if kind_of(node.get("role", "")) == "switch":
             if rack is not None:
                 problems.append(
                     (f"{field}.rack", "only servers have a rack", rack, "remove 'rack' from this switch")
                 )
-            continue
-        if rack is not None and rack not in switch_neighbours[name]:
+        elif rack is not None and rack not in switch_neighbours[name]:
             problems.append(
                 (
                     f"{field}.rack",

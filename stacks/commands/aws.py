@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
-from cdk.aws import aws_lab
-from modules.aws_preflight import Finding, preflight
 from stacks.loading import load
+
+if TYPE_CHECKING:
+    from modules.aws_preflight import Finding
 
 console = Console(soft_wrap=True)
 STYLES = {"ok": "green", "warning": "yellow", "problem": "bold red"}
@@ -36,6 +38,10 @@ def render(finding: Finding) -> str:
 
 
 def aws_check(args: argparse.Namespace) -> int:
+    # imported here: boto3 costs ~0.7 s, which every other distrilab command would pay at start
+    from cdk.aws import aws_lab
+    from modules.aws_preflight import preflight
+
     lab = load(args.lab)  # a bad lab file raises LabFileError: the CLI prints it, exit 2
     settings = aws_lab(lab)
     if settings is None:

@@ -18,14 +18,19 @@ import argparse
 import json
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from cdk.errors import DistrilabError
 from images.aca import aca_options_from_args, add_aca_arguments
-from images.builder import MANIFEST, TARBALL, BuildProgress, ImageBuilder, cache_dir, rootfs_bytes
-from images.recipe import RecipeBook
+
+if TYPE_CHECKING:
+    from images.builder import BuildProgress
+
+# images.builder and images.recipe are imported in the handlers: every distrilab command loads
+# this module to register `image`, only `image` needs the builder
 
 console = Console()
 
@@ -84,6 +89,8 @@ def parse_inputs(pairs: list[str]) -> dict[str, Path]:
 
 
 def build_command(args: argparse.Namespace) -> int:
+    from images.builder import ImageBuilder, rootfs_bytes
+
     with console.status(f"building {args.name}") as status:
 
         def progress(event: BuildProgress) -> None:
@@ -116,6 +123,8 @@ def build_command(args: argparse.Namespace) -> int:
 
 
 def cached_layers(root: Path) -> list[dict[str, object]]:
+    from images.builder import MANIFEST, TARBALL
+
     layers = []
     for manifest in sorted(root.glob(f"*/{MANIFEST}")):
         data = json.loads(manifest.read_text())
@@ -127,6 +136,9 @@ def cached_layers(root: Path) -> list[dict[str, object]]:
 
 
 def list_command(args: argparse.Namespace) -> int:
+    from images.builder import cache_dir
+    from images.recipe import RecipeBook
+
     root = cache_dir()
     known = set(RecipeBook().names())
     table = Table(title=f"cached image layers in {root}")
@@ -149,6 +161,8 @@ def list_command(args: argparse.Namespace) -> int:
 
 
 def rm_command(args: argparse.Namespace) -> int:
+    from images.builder import cache_dir
+
     removed = 0
     for layer in cached_layers(cache_dir()):
         if layer["name"] == args.name:

@@ -88,5 +88,6 @@ def handle(args: argparse.Namespace) -> int:
     console.print(table)
     for line in error_lines(doc):
         console.print(line, style="yellow", markup=False)
-    console.print(f"report: {', '.join(report.files)}", markup=False)
+    # soft_wrap: file paths stay whole so they can be copied, whatever the terminal width
+    console.print(f"report: {', '.join(report.files)}", markup=False, soft_wrap=True)
     return 1 if args.fail_on_errors and doc["totals"]["error_total"] else 0

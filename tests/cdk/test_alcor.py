@@ -1,4 +1,4 @@
-"""Alcor's deployment file: loading, validation errors, dependency order, addresses, templating, stage spec."""
+"""Alcor's deployment file: loading, validation, dependency order, addresses, templating, stage spec."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from cdk import alcor
 from cdk.errors import LabFileError
+from cdk.model import Lab
 from cdk.pipeline import lab_from_dict
 from cdk.stages import alcor as stage
 
@@ -243,8 +244,9 @@ def test_templating_expands_service_facts() -> None:
 # ---------------------------------------------------------------- the stage builder
 
 
-def lab(**extra: object):  # noqa: ANN201 - the model's Lab
-    data = {"name": "al1", "topology": {"kind": "leaf-spine", "spines": 1, "leaves": 2, "servers_per_leaf": 2}}
+def lab(**extra: object) -> Lab:
+    topology = {"kind": "leaf-spine", "spines": 1, "leaves": 2, "servers_per_leaf": 2}
+    data: dict[str, object] = {"name": "al1", "topology": topology}
     data.update(extra)
     return lab_from_dict(data, "labs/al1.yaml", host_routes=[])
 

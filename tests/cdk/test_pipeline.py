@@ -22,6 +22,8 @@ EXPECTED = {
     "dc-3tier.yaml": ("dc3", 18, "clos"),
     "fat-tree-k4.yaml": ("ft4", 36, "fat-tree"),
     "clos-1000.yaml": ("clos1k", 996, "clos"),
+    "aws-2hosts.yaml": ("aws2", 12, "leaf-spine"),
+    "alcor-small.yaml": ("alcorsmall", 8, "leaf-spine"),
 }
 
 

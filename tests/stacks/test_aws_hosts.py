@@ -267,8 +267,7 @@ def test_composes_with_the_lab_stack(tmp_path: Path) -> None:
         state_root=tmp_path,
     )
     app = cdktn.Testing.app()
-    stack = LabStack(app, lab, paths, stages=FIXTURE_STAGES)
-    add_aws_hosts(stack, lab, client_cert_pem=CERT)
+    stack = LabStack(app, lab, paths, stages=FIXTURE_STAGES, aws_client_cert=CERT)  # adds the hosts
     tf = json.loads(cdktn.Testing.synth(stack))
     assert "lab" in tf["resource"]["terraform_data"]
     assert len(tf["resource"]["aws_instance"]) == 2

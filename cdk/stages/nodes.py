@@ -1,0 +1,82 @@
+"""Desired state of the "nodes" stage on one host: the lab's management bridge and its containers.
+
+Pure: the same lab always gives the same dict. `modules/nodes.py` converges a host to it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from cdk.model import Host, Lab, Node
+from cdk.stages import common
+
+#: the storage pool the cluster stage prepares on every host
+DEFAULT_POOL = "distrilab"
+#: Linux interface names are at most 15 characters
+_IFNAME_MAX = 15
+
+
+def short_hash(text: str, length: int) -> str:
+    """A deterministic hex digest prefix, for names that must fit kernel/LXD length limits."""
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def management_network(lab: str) -> str:
+    """The LXD-managed bridge of a lab's management network: `dlm-<lab>`, hashed when too long."""
+    name = f"dlm-{lab}"
+    return name if len(name) <= _IFNAME_MAX else f"dlm-{short_hash(lab, 10)}"
+
+
+def image_alias(lab: str, recipe: str) -> str:
+    """The per-lab image alias the images stage creates for a recipe."""
+    return f"dl-{lab}-{recipe}"
+
+
+def template_name(lab: str, recipe: str) -> str:
+    """The stopped, already id-shifted container every node of one image is copied from.
+
+    The double hyphen keeps it apart from node containers (`dl-<lab>-<node>`; node names never
+    start with a hyphen).
+    """
+    return f"dl-{lab}--tpl-{recipe}"
+
+
+def endpoint(host: Host) -> dict[str, Any]:
+    """How a reconciler reaches the host's LXD API (modules.lxd_client.connect takes this)."""
+    return {"name": host.name, "kind": host.kind, "address": host.address}
+
+
+def _node_spec(lab: Lab, node: Node) -> dict[str, Any]:
+    limits = lab.limits.get(node.role) or lab.limits.get(node.kind)
+    return {
+        "name": node.name,
+        "instance": lab.instance_name(node.name),
+        "kind": node.kind,
+        "role": node.role,
+        "image": image_alias(lab.name, lab.image_of(node)),
+        "limits": {
+            "cpu": limits.cpu if limits else None,
+            "memory": limits.memory if limits else None,
+        },
+    }
+
+
+def build(lab: Lab, host: Host) -> dict[str, Any] | None:
+    """The nodes-stage spec for `host`; None when no node of the lab is placed there."""
+    nodes = lab.nodes_on(host.name)
+    if not nodes:
+        return None
+    return {
+        **common(lab, host),
+        "endpoint": endpoint(host),
+        # a local host is a standalone daemon; other hosts are members of the lab's LXD cluster
+        "target": None if host.kind == "local" else host.name,
+        "pool": DEFAULT_POOL,
+        "privileged": lab.lxd.privileged,
+        "network": {
+            "name": management_network(lab.name),
+            "gateway": lab.addressing.management_gateway,
+        },
+        "nodes": [_node_spec(lab, n) for n in sorted(nodes, key=lambda n: n.name)],
+    }

@@ -1,0 +1,931 @@
+"""Reconciler of Alcor's control plane on one host: `python -m modules.alcor apply|destroy --spec FILE`.
+
+Owns, on the host the spec names, and only where labelled `user.distrilab.lab=<lab>` +
+`user.distrilab.owner=alcor`:
+- one stopped template container per image recipe it uses (`dl-<lab>--tpl-alcor-<recipe>`);
+- the service containers `dl-<lab>-alcor-<service>` (copies of the template, `eth0` on the lab's
+  management bridge with a static address, limits), each holding its configuration:
+  `/etc/alcor/service.env` (what the image's launcher runs), `/etc/alcor/application.properties`
+  (the Spring overrides) and its jar in `/opt/alcor/`;
+and, through Alcor's own APIs once the services are up, the post-deploy state:
+- the VPC manager's default segment table (`POST /segments/createDefaultTable`, once per VPC
+  manager container: Alcor answers an error on a second call);
+- one node-manager registration (`POST /nodes`) per ACA server of the lab, under a deterministic
+  id, so a second apply registers nothing and a changed node is updated (`PUT /nodes/{id}`);
+- `ACA_NCM_ADDRESS`/`ACA_NCM_PORT` in each ACA node's `/etc/aca/aca.env` (ACA restarted on change).
+
+Services start in dependency order (Ignite first), one topological level at a time with at most
+`max_parallel` at once; each is gated on its health check and fails with its log tail. A service
+whose dependency failed is not started. A clean destroy leaves no instance labelled owner=alcor
+(the registrations go with the node manager's container; the ACA nodes belong to the nodes stage).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import socket
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pylxd.exceptions import LXDAPIException
+
+from cdk.errors import DistrilabError, ReconcileError
+from cdk.stages.nodes import template_name
+from modules import lxd_rest as rest
+from modules import nodes
+from modules.reconcile import Action, Reconciler
+
+OWNER = "alcor"
+SERVICE_KEY = "user.distrilab.alcor.service"
+HASH_KEY = "user.distrilab.alcor.hash"
+#: set on the VPC manager's container once its default segment table exists
+SEGMENT_KEY = "user.distrilab.alcor.segment-table"
+
+#: the alcor-service image's launcher (/usr/local/sbin/alcor-service) reads these; runit service `alcor`
+ENV_FILE = "/etc/alcor/service.env"
+PROPERTIES_FILE = "/etc/alcor/application-overrides.properties"
+#: jars copied from the lab's jar_dir (the image's own jars are in /opt/alcor/jars)
+PUSHED_JAR_DIR = "/opt/alcor/lab"
+LAUNCHER_LOG = "/var/log/alcor/alcor-service.log"
+#: the ignite image's launcher (/usr/local/sbin/ignite-node) reads this; runit service `ignite`
+IGNITE_ENV_FILE = "/etc/ignite/ignite.env"
+IGNITE_LOG = "/var/log/ignite/ignite-node.log"
+BOOT_HOOK = "/etc/distrilab/boot.d/10-alcor-address"
+LOG_TAIL_LINES = 8
+LOG_LINE_CHARS = 150
+ACA_ENV_FILE = "/etc/aca/aca.env"
+
+PHASE_TEMPLATE, PHASE_DELETE, PHASE_SERVICES = 0, 1, 10
+PHASE_POST = 1000  # segment table, ACA settings
+PHASE_REGISTER = 1001  # node registrations (need the NCM address in the ACAs first)
+PHASE_TEMPLATE_DELETE = 1002
+
+HTTP_TIMEOUT = 10.0
+PROBE_TIMEOUT = 2.0
+
+
+# ------------------------------------------------------------------ spec
+
+
+@dataclass(frozen=True)
+class Health:
+    kind: str  # http | tcp
+    path: str
+    port: int
+    timeout: float
+    interval: float
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    name: str
+    instance: str
+    kind: str
+    recipe: str
+    image: str  # per-lab image alias
+    jar: str | None
+    port: int
+    extra_ports: dict[str, int]
+    address: str  # CIDR
+    java_opts: str
+    properties: dict[str, str]
+    depends_on: tuple[str, ...]
+    level: int
+    cpu: str | None
+    memory: str | None
+    health: Health
+
+    @property
+    def ip(self) -> str:
+        return self.address.split("/")[0]
+
+
+@dataclass(frozen=True)
+class AcaNode:
+    name: str
+    instance: str
+    node_id: str
+    local_ip: str
+    data_path_ip: str
+    interface: str
+    server_port: int
+    host_dvr_mac: str
+
+
+@dataclass(frozen=True)
+class Spec:
+    lab: str
+    host: str
+    max_workers: int
+    pool: str
+    privileged: bool
+    network: str
+    gateway: str
+    jar_dir: str | None
+    max_parallel: int
+    services: tuple[ServiceSpec, ...]
+    segment_table_url: str | None = None
+    node_manager_url: str | None = None
+    aca_nodes: tuple[AcaNode, ...] = ()
+    aca_env: dict[str, str] = field(default_factory=dict)
+    endpoint: dict[str, Any] | None = None
+
+    def service(self, name: str) -> ServiceSpec:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+
+def load(data: dict[str, Any]) -> Spec:
+    """The stage spec JSON -> Spec (DistrilabError on a malformed spec)."""
+    try:
+        services = tuple(
+            ServiceSpec(
+                name=s["name"],
+                instance=s["instance"],
+                kind=s["kind"],
+                recipe=s["recipe"],
+                image=s["image"],
+                jar=s.get("jar"),
+                port=int(s["port"]),
+                extra_ports={k: int(v) for k, v in (s.get("extra_ports") or {}).items()},
+                address=s["address"],
+                java_opts=s.get("java_opts") or "",
+                properties={str(k): str(v) for k, v in (s.get("properties") or {}).items()},
+                depends_on=tuple(s.get("depends_on") or ()),
+                level=int(s["level"]),
+                cpu=(s.get("limits") or {}).get("cpu"),
+                memory=(s.get("limits") or {}).get("memory"),
+                health=Health(**s["health"]),
+            )
+            for s in data.get("services", [])
+        )
+        post = data.get("post_deploy") or {}
+        aca = tuple(AcaNode(**n) for n in post.get("nodes", []))
+        return Spec(
+            lab=data["lab"],
+            host=data["host"],
+            max_workers=int(data.get("max_workers") or 8),
+            pool=data.get("pool") or "distrilab",
+            privileged=bool(data.get("privileged")),
+            network=data["network"]["name"],
+            gateway=data["network"]["gateway"],
+            jar_dir=data.get("jar_dir"),
+            max_parallel=int(data.get("max_parallel") or 4),
+            services=services,
+            segment_table_url=post.get("segment_table_url"),
+            node_manager_url=post.get("node_manager_url"),
+            aca_nodes=aca,
+            aca_env={str(k): str(v) for k, v in (post.get("aca_env") or {}).items()},
+            endpoint=data.get("endpoint"),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise DistrilabError(f"alcor spec: missing or malformed field {err}") from err
+
+
+# ------------------------------------------------------------------ container contents (pure)
+
+
+def template_of(lab: str, recipe: str) -> str:
+    """Alcor's own templates, apart from the nodes stage's (which deletes templates it does not use)."""
+    return template_name(lab, f"alcor-{recipe}")
+
+
+def env_block(svc: ServiceSpec, pushed_jar: str | None, ignite_image: bool) -> str:
+    """Lines appended to the image's own env file (sourced by sh, so they win over its defaults).
+
+    The image's JAVA_OPTS / JVM_OPTS are kept and `java_opts` is appended (the JVM takes the
+    last -Xmx), because the image's flags open the JDK internals Ignite needs on Java 17.
+    """
+    lines = ["", "# --- written by distrilab's alcor stage from the lab's deployment file"]
+    if ignite_image:
+        if svc.java_opts:
+            lines.append(f'JVM_OPTS="$JVM_OPTS {_dq(svc.java_opts)}"')
+        lines.append(f"IGNITE_CLIENT_PORT={svc.port}")
+        return "\n".join(lines) + "\n"
+    jar = f"{PUSHED_JAR_DIR}/{pushed_jar}" if pushed_jar else (svc.jar or "")
+    values = {
+        "ALCOR_SERVICE": svc.name,
+        "ALCOR_JAR": jar,
+        "ALCOR_PORT": str(svc.port),
+        "ALCOR_OVERRIDES": PROPERTIES_FILE,
+        "ALCOR_HEALTH_PATH": svc.health.path,
+    }
+    lines += [f"{key}={_shell_quote(value)}" for key, value in values.items()]
+    if svc.java_opts:
+        lines.append(f'JAVA_OPTS="$JAVA_OPTS {_dq(svc.java_opts)}"')
+    return "\n".join(lines) + "\n"
+
+
+def _dq(text: str) -> str:
+    """Safe inside double quotes in sh."""
+    return "".join("\\" + c if c in '"\\$`' else c for c in text)
+
+
+def properties_file(svc: ServiceSpec) -> str:
+    """The Spring overrides in java.util.Properties syntax, sorted."""
+    lines = ["# written by distrilab's alcor stage from the lab's deployment file"]
+    lines += [
+        f"{_escape_property(k)}={_escape_property(v, value=True)}" for k, v in sorted(svc.properties.items())
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def management_mac(lab: str, service: str) -> str:
+    """A fixed, locally administered MAC for a service's eth0 (LXD's 00:16:3e prefix)."""
+    digest = hashlib.sha256(f"{lab}/{service}".encode()).digest()
+    return "00:16:3e:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def boot_hook(svc: ServiceSpec) -> str:
+    """Static management address on eth0, applied at every boot (no DHCP on the management bridge)."""
+    return f"#!/bin/sh\nip link set eth0 up\nip addr replace {svc.address} dev eth0\n"
+
+
+def _shell_quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def _escape_property(text: str, value: bool = False) -> str:
+    out = text.replace("\\", "\\\\").replace("\n", "\\n")
+    if not value:
+        out = out.replace("=", "\\=").replace(":", "\\:").replace(" ", "\\ ")
+    return out
+
+
+def service_hash(svc: ServiceSpec, image_fingerprint: str | None, jar_digest: str | None) -> str:
+    """Everything that makes a service container what it is; a change means recreate it.
+
+    Covers the whole service spec (its files are pure functions of it), the image and the jar's
+    content when the jar comes from jar_dir. Health settings and the level are left out: changing
+    how a service is waited for does not change the service.
+    """
+    fields = dataclasses.asdict(svc)
+    for key in ("health", "level", "depends_on"):
+        fields.pop(key)
+    payload = {"service": fields, "image": image_fingerprint, "jar_digest": jar_digest, "layout": 1}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def host_info(node: AcaNode, mac: str | None) -> dict[str, Any]:
+    """The node manager's registration body fields (NodeInfo's JSON names in Alcor's web module)."""
+    return {
+        "node_id": node.node_id,
+        "node_name": node.name,
+        "local_ip": node.local_ip,
+        "mac_address": mac,
+        "veth": node.interface,
+        "server_port": node.server_port,
+        "host_dvr_mac": node.host_dvr_mac,
+        "data-path-ip": node.data_path_ip,
+    }
+
+
+def parse_env(text: str) -> dict[str, str]:
+    """KEY=value lines (values optionally single- or double-quoted) -> dict."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, value = line.split("=", 1)
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        out[key.strip()] = value
+    return out
+
+
+def update_env(text: str, values: dict[str, str]) -> str:
+    """Set KEY=value lines in an env file, keeping every other line (and comment) as it is."""
+    lines = text.splitlines()
+    seen = set()
+    for i, line in enumerate(lines):
+        key = line.split("=", 1)[0].strip()
+        if "=" in line and not line.lstrip().startswith("#") and key in values:
+            lines[i] = f"{key}={values[key]}"
+            seen.add(key)
+    lines += [f"{k}={v}" for k, v in values.items() if k not in seen]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ HTTP to Alcor
+
+
+class AlcorCallError(RuntimeError):
+    """An Alcor API call answered an error status or could not be made."""
+
+
+def http(method: str, url: str, body: Any = None, timeout: float = HTTP_TIMEOUT) -> tuple[int, str]:
+    """One JSON request; returns (status, body text). Connection errors raise AlcorCallError."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Accept", "application/json")
+    if data is not None:
+        request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError) as err:
+        raise AlcorCallError(f"{method} {url}: {getattr(err, 'reason', err)}") from err
+
+
+def probe(svc: ServiceSpec, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """One health check: None when healthy, else why not."""
+    if svc.health.kind == "tcp":
+        try:
+            with socket.create_connection((svc.ip, svc.health.port), timeout=timeout):
+                return None
+        except OSError as err:
+            return f"tcp {svc.ip}:{svc.health.port}: {err}"
+    url = f"http://{svc.ip}:{svc.health.port}{svc.health.path}"
+    try:
+        status, text = http("GET", url, timeout=timeout)
+    except AlcorCallError as err:
+        return str(err)
+    return None if 200 <= status < 300 else f"GET {url}: {status} {text.strip()[:200]}"
+
+
+class HealthTimeout(RuntimeError):
+    """A service did not become healthy in time; the message carries its log tail."""
+
+
+# ------------------------------------------------------------------ the reconciler
+
+
+class AlcorReconciler(Reconciler[Spec, dict[str, Any]]):
+    name = OWNER
+
+    def __init__(self) -> None:
+        self._failed: set[str] = set()  # services whose start failed in this run
+        self._lock = threading.Lock()
+
+    def load_spec(self, data: dict[str, Any]) -> Spec:
+        return load(data)
+
+    def empty_spec(self, spec: Spec) -> Spec:
+        return dataclasses.replace(
+            spec, services=(), segment_table_url=None, node_manager_url=None, aca_nodes=(), aca_env={}
+        )
+
+    def connect(self, spec: Spec) -> Any:
+        return rest.connect(spec.endpoint or {"name": spec.host})
+
+    def max_workers(self, spec: Spec) -> int:
+        return max(1, min(spec.max_workers, spec.max_parallel))
+
+    def execute(self, client: Any, spec: Spec, actions: Any, progress: Any = None) -> list[tuple[str, str]]:
+        with self._lock:
+            self._failed = set()  # per run: a later apply retries everything
+        return super().execute(client, spec, actions, progress)
+
+    # -------------------------------------------------------------- observe (reads only)
+
+    def observe(self, client: Any, spec: Spec) -> dict[str, Any]:
+        images: dict[str, str | None] = {}
+        for alias in sorted({s.image for s in spec.services}):
+            try:
+                images[alias] = rest.metadata(client.api.images.aliases[alias].get())["target"]
+            except rest.NotFound:
+                images[alias] = None
+        jars = _local_jars(spec)
+        owned = rest.owned_instances(client, spec.lab)
+        instances = {
+            name: {
+                "status": inst["status"],
+                "config": {k: v for k, v in inst.get("config", {}).items() if not k.startswith("volatile.")},
+            }
+            for name, inst in sorted(owned.items())
+            if inst.get("config", {}).get(rest.OWNER_KEY) == OWNER
+        }
+        health: dict[str, str | None] = {}
+        for svc in spec.services:
+            if instances.get(svc.instance, {}).get("status") == "Running":
+                health[svc.name] = probe(svc)
+        registered = None
+        if spec.node_manager_url and instances.get(_node_instance(spec), {}).get("status") == "Running":
+            registered = _registered_nodes(spec.node_manager_url)
+        aca = {
+            n.name: _observe_aca(client, n, owned.get(n.instance), bool(spec.aca_env)) for n in spec.aca_nodes
+        }
+        return {
+            "images": images,
+            "jars": jars,
+            "instances": instances,
+            "health": health,
+            "registered": registered,
+            "aca": aca,
+        }
+
+    # -------------------------------------------------------------- plan (pure)
+
+    def plan(self, spec: Spec, observed: dict[str, Any]) -> list[Action]:
+        images: dict[str, str | None] = observed.get("images", {})
+        jars: dict[str, dict[str, str] | str] = observed.get("jars", {})
+        _check_inputs(spec, images, jars)
+        instances: dict[str, dict[str, Any]] = observed.get("instances", {})
+        templates = {n: i for n, i in instances.items() if i["config"].get(nodes.TEMPLATE_KEY)}
+        services = {n: i for n, i in instances.items() if n not in templates}
+        actions: list[Action] = []
+
+        wanted_templates = {template_of(spec.lab, s.recipe): s.image for s in spec.services}
+        for tpl, alias in sorted(wanted_templates.items()):
+            have = templates.get(tpl)
+            data = {"image": alias, "fingerprint": images[alias]}
+            if have is None:
+                actions.append(Action("create-template", tpl, "missing", PHASE_TEMPLATE, data))
+            elif have["config"].get(nodes.IMAGE_KEY) != images[alias]:
+                running = have["status"] != "Stopped"
+                actions.append(
+                    Action(
+                        "recreate-template", tpl, "drift: image", PHASE_TEMPLATE, {**data, "running": running}
+                    )
+                )
+        for tpl, have in sorted(templates.items()):
+            if tpl not in wanted_templates:
+                running = have["status"] != "Stopped"
+                actions.append(
+                    Action(
+                        "delete", tpl, "template no longer used", PHASE_TEMPLATE_DELETE, {"running": running}
+                    )
+                )
+
+        wanted = {s.instance: s for s in spec.services}
+        for name, have in sorted(services.items()):
+            if name not in wanted:
+                actions.append(
+                    Action(
+                        "delete",
+                        name,
+                        "no longer in the deployment",
+                        PHASE_DELETE,
+                        {"running": have["status"] != "Stopped"},
+                    )
+                )
+        fresh: set[str] = set()  # services (re)created, started or restarted in this plan
+        health: dict[str, str | None] = observed.get("health", {})
+        for svc in spec.services:
+            action = _plan_service(spec, svc, services.get(svc.instance), images, jars, health.get(svc.name))
+            if action:
+                actions.append(action)
+                fresh.add(svc.name)  # new or restarted: what it held in memory may be gone
+
+        actions += _plan_post_deploy(spec, observed, services, fresh)
+        return actions
+
+    # -------------------------------------------------------------- execute
+
+    def execute_action(self, client: Any, spec: Spec, action: Action) -> None:
+        verb, target, data = action.verb, action.target, action.data
+        if verb in ("create-template", "recreate-template"):
+            if verb == "recreate-template":
+                rest.delete_instance(client, target, data["running"])
+            nodes._create_template(
+                client, _nodes_spec(spec), target, data["image"], data["fingerprint"], owner=OWNER
+            )
+        elif verb == "delete":
+            rest.delete_instance(client, target, data["running"])
+        elif verb in ("create", "recreate", "start", "restart"):
+            svc = spec.service(data["service"])
+            self._skip_if_dependency_failed(spec, svc)
+            try:
+                self._run_service(client, spec, svc, verb, data)
+            except Exception:
+                with self._lock:
+                    self._failed.add(svc.name)
+                raise
+        elif verb == "create-segment-table":
+            self._skip_if_failed("vpc")
+            _create_segment_table(client, spec, data)
+        elif verb == "configure-aca":
+            _configure_aca(client, spec, data)
+        elif verb in ("register-node", "update-node", "deregister-node"):
+            self._skip_if_failed("node")
+            _call_node_manager(spec, verb, data)
+        else:
+            raise ValueError(f"unknown action verb {verb!r}")
+
+    def _skip_if_dependency_failed(self, spec: Spec, svc: ServiceSpec) -> None:
+        with self._lock:
+            failed = sorted(set(svc.depends_on) & self._failed)
+            if failed:
+                self._failed.add(svc.name)  # its own dependents wait for it: skip them too
+                raise RuntimeError(f"not started: dependency {', '.join(failed)} failed")
+
+    def _skip_if_failed(self, service: str) -> None:
+        with self._lock:
+            if service in self._failed:
+                raise RuntimeError(f"skipped: service {service} failed")
+
+    def _run_service(
+        self, client: Any, spec: Spec, svc: ServiceSpec, verb: str, data: dict[str, Any]
+    ) -> None:
+        if verb in ("create", "recreate"):
+            if verb == "recreate":
+                rest.delete_instance(client, svc.instance, data["running"])
+            _create_service(client, spec, svc, data)
+        elif verb == "restart":
+            rest.set_state(client, svc.instance, "restart", force=True)
+        else:
+            nodes._start_and_verify(client, svc.instance, data.get("status"))
+        wait_healthy(client, svc)
+
+
+# ------------------------------------------------------------------ planning helpers (pure)
+
+
+def _check_inputs(spec: Spec, images: dict[str, str | None], jars: dict[str, dict[str, str] | str]) -> None:
+    failures = [
+        (f"image {a}", f"alias not found on host {spec.host}") for a, fp in sorted(images.items()) if not fp
+    ]
+    if failures:
+        raise ReconcileError(
+            OWNER,
+            failures,
+            hint="build and import the lab's images first (the 'images' stage of 'distrilab up')",
+        )
+    missing = [(f"jar {j}", found) for j, found in sorted(jars.items()) if isinstance(found, str)]
+    if missing:
+        raise ReconcileError(
+            OWNER,
+            missing,
+            hint="alcor.jar_dir must hold exactly one jar per `jar:` pattern of the deployment file "
+            "(Alcor's services/<svc>/target/*.jar after 'mvn package'), or leave jar_dir unset to use "
+            "the jars built into the alcor-service image",
+        )
+
+
+def _plan_service(
+    spec: Spec,
+    svc: ServiceSpec,
+    have: dict[str, Any] | None,
+    images: dict[str, str | None],
+    jars: dict[str, dict[str, str] | str],
+    health: str | None,
+) -> Action | None:
+    phase = PHASE_SERVICES + svc.level
+    found = jars.get(svc.jar or "")
+    local = found if isinstance(found, dict) else None  # the jar comes from jar_dir
+    digest = service_hash(svc, images[svc.image], local["digest"] if local else None)
+    data: dict[str, Any] = {"service": svc.name, "hash": digest, "fingerprint": images[svc.image]}
+    if local:
+        data["jar_path"], data["jar_file"] = local["path"], local["file"]
+    if have is None:
+        return Action("create", svc.instance, "missing", phase, data)
+    running = have["status"] != "Stopped"
+    if have["config"].get(HASH_KEY) != digest:
+        reason = f"drift: configuration {str(have['config'].get(HASH_KEY))[:8]}->{digest[:8]}"
+        return Action("recreate", svc.instance, reason, phase, {**data, "running": running})
+    if have["status"] != "Running":
+        return Action(
+            "start", svc.instance, f"status {have['status']}", phase, {**data, "status": have["status"]}
+        )
+    if health is not None:
+        return Action("restart", svc.instance, f"unhealthy: {health[:120]}", phase, data)
+    return None
+
+
+def _node_instance(spec: Spec) -> str:
+    try:
+        return spec.service("node").instance
+    except KeyError:
+        return ""
+
+
+def _plan_post_deploy(
+    spec: Spec, observed: dict[str, Any], services: dict[str, dict[str, Any]], fresh: set[str]
+) -> list[Action]:
+    actions: list[Action] = []
+    if spec.segment_table_url:
+        vpc = spec.service("vpc")
+        marked = services.get(vpc.instance, {}).get("config", {}).get(SEGMENT_KEY) == "created"
+        # a new VPC manager or a new Ignite has no table, whatever an old marker says
+        if not marked or fresh & {"vpc", "ignite"}:
+            actions.append(
+                Action(
+                    "create-segment-table",
+                    vpc.instance,
+                    "default segment table missing",
+                    PHASE_POST,
+                    {"url": spec.segment_table_url},
+                )
+            )
+    aca: dict[str, dict[str, Any]] = observed.get("aca", {})
+    for node in spec.aca_nodes:
+        have = aca.get(node.name) or {}
+        env = have.get("env")
+        if spec.aca_env and env is not None and any(env.get(k) != v for k, v in spec.aca_env.items()):
+            changes = ", ".join(
+                f"{k} {env.get(k) or '(empty)'}->{v}"
+                for k, v in sorted(spec.aca_env.items())
+                if env.get(k) != v
+            )
+            data = {"instance": node.instance, "values": spec.aca_env}
+            actions.append(Action("configure-aca", node.instance, changes, PHASE_POST, data))
+    if not spec.node_manager_url:
+        return actions
+    registered: list[dict[str, Any]] | None = observed.get("registered")
+    if "node" in fresh or "ignite" in fresh:
+        registered = None  # a new node manager (or store) starts empty
+    by_id = {str(r.get("node_id")): r for r in registered or []}
+    wanted_ids = set()
+    for node in spec.aca_nodes:
+        wanted_ids.add(node.node_id)
+        body = host_info(node, (aca.get(node.name) or {}).get("mac"))
+        data = {"node": node.name, "host_info": body, "url": spec.node_manager_url}
+        have = by_id.get(node.node_id)
+        if have is None:
+            actions.append(Action("register-node", node.name, "not registered", PHASE_REGISTER, data))
+            continue
+        drift = sorted(k for k, v in body.items() if k in have and str(have.get(k)) != str(v))
+        if drift:
+            actions.append(
+                Action("update-node", node.name, "drift: " + ", ".join(drift), PHASE_REGISTER, data)
+            )
+    from cdk.stages.alcor import node_id  # the id scheme: a registration is ours when its id matches
+
+    for node_key, have in sorted(by_id.items()):
+        name = str(have.get("node_name"))
+        if node_key not in wanted_ids and node_id(spec.lab, name) == node_key:
+            data = {"node": name, "node_id": node_key, "url": spec.node_manager_url}
+            actions.append(
+                Action("deregister-node", name, "no longer an ACA node of the lab", PHASE_REGISTER, data)
+            )
+    return actions
+
+
+# ------------------------------------------------------------------ observing helpers
+
+
+def _local_jars(spec: Spec) -> dict[str, dict[str, str] | str]:
+    """jar pattern -> {file, path, digest} of its one match in jar_dir, or why there is none.
+
+    Empty without jar_dir: the services then run the jars built into their image.
+    """
+    if not spec.jar_dir:
+        return {}
+    directory = Path(spec.jar_dir)
+    out: dict[str, dict[str, str] | str] = {}
+    for pattern in sorted({s.jar for s in spec.services if s.jar}):
+        matches = sorted(p for p in directory.glob(pattern) if p.is_file()) if directory.is_dir() else []
+        if len(matches) == 1:
+            out[pattern] = {"file": matches[0].name, "path": str(matches[0]), "digest": _sha256(matches[0])}
+        elif not matches:
+            out[pattern] = f"no file matches it in {directory}"
+        else:
+            out[pattern] = f"{len(matches)} files match it in {directory}: " + ", ".join(
+                m.name for m in matches
+            )
+    return out
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _registered_nodes(url: str) -> list[dict[str, Any]] | None:
+    """The node manager's registrations (`GET /nodes` -> {"nodeInfos": [...]}); None if unreachable."""
+    try:
+        status, text = http("GET", f"{url}/nodes")
+    except AlcorCallError:
+        return None
+    if status != 200:
+        return None
+    try:
+        body = json.loads(text or "{}")
+    except ValueError:
+        return None
+    return list(body.get("nodeInfos") or [])
+
+
+def _observe_aca(client: Any, node: AcaNode, inst: dict[str, Any] | None, read_env: bool) -> dict[str, Any]:
+    """The ACA node's data-path MAC and, if asked, its aca.env settings.
+
+    The MAC comes from LXD's instance state, which lists every interface in the container's
+    network namespace: the links stage creates fabric veths there directly, not as LXD devices.
+    """
+    if inst is None:
+        return {"mac": None, "env": None, "status": "missing"}
+    if inst.get("status") != "Running":
+        return {"mac": None, "env": None, "status": inst.get("status")}
+    state = rest.metadata(client.api.instances[node.instance].state.get()) or {}
+    mac = ((state.get("network") or {}).get(node.interface) or {}).get("hwaddr") or None
+    env = None
+    if read_env:
+        try:
+            env = parse_env(pull_file(client, node.instance, ACA_ENV_FILE))
+        except rest.LxdCallError:  # no aca.env (not an aca image): nothing to configure
+            env = None
+    return {"mac": mac, "env": env, "status": "Running"}
+
+
+# ------------------------------------------------------------------ executing helpers
+
+
+def _nodes_spec(spec: Spec, svc: ServiceSpec | None = None) -> nodes.Spec:
+    """The nodes stage's view of a service container, to reuse its container construction."""
+    members = ()
+    if svc is not None:
+        members = (
+            nodes.NodeSpec(
+                name=f"alcor-{svc.name}",
+                instance=svc.instance,
+                kind="server",
+                role="alcor",
+                image=svc.image,
+                cpu=svc.cpu,
+                memory=svc.memory,
+            ),
+        )
+    return nodes.Spec(
+        lab=spec.lab,
+        host=spec.host,
+        max_workers=spec.max_workers,
+        pool=spec.pool,
+        privileged=spec.privileged,
+        network=spec.network,
+        gateway=spec.gateway,
+        nodes=members,
+        endpoint=spec.endpoint,
+    )
+
+
+def _create_service(client: Any, spec: Spec, svc: ServiceSpec, data: dict[str, Any]) -> None:
+    """Copy the template, write the service's files into it, start it (not yet health-checked)."""
+    nspec = _nodes_spec(spec, svc)
+    node = nspec.nodes[0]
+    config = nodes.instance_config(nspec, node, data["fingerprint"], owner=OWNER)
+    config.pop(nodes.NODE_KEY, None)  # not a fabric node
+    config[SERVICE_KEY] = svc.name
+    config[HASH_KEY] = data["hash"]
+    body = {
+        "name": svc.instance,
+        "source": {"type": "copy", "source": template_of(spec.lab, svc.recipe), "instance_only": True},
+        "config": config,
+        "devices": nodes.instance_devices(nspec, node),
+    }
+    # a recreated service keeps its MAC: neighbours' ARP entries for its address stay valid
+    body["devices"]["eth0"]["hwaddr"] = management_mac(spec.lab, svc.name)
+    rest.wait_operation(client, client.api.instances.post(json=body))
+    push_file(client, svc.instance, BOOT_HOOK, boot_hook(svc).encode(), mode="0755")
+    env_path, env_text, ignite_image = _launcher_env(client, svc)
+    pushed = data.get("jar_file")
+    if pushed:
+        push_file(client, svc.instance, f"{PUSHED_JAR_DIR}/{pushed}", Path(data["jar_path"]).read_bytes())
+    if not ignite_image:
+        push_file(client, svc.instance, PROPERTIES_FILE, properties_file(svc).encode())
+    push_file(client, svc.instance, env_path, (env_text + env_block(svc, pushed, ignite_image)).encode())
+    nodes._start_and_verify(client, svc.instance)
+
+
+def _launcher_env(client: Any, svc: ServiceSpec) -> tuple[str, str, bool]:
+    """(path, content, is the ignite image) of the launcher's env file the image ships."""
+    for path, ignite in ((ENV_FILE, False), (IGNITE_ENV_FILE, True)):
+        try:
+            return path, pull_file(client, svc.instance, path), ignite
+        except rest.LxdCallError:
+            continue
+    raise rest.LxdCallError(
+        f"image {svc.image} of {svc.instance} has neither {ENV_FILE} nor {IGNITE_ENV_FILE}: "
+        "use the alcor-service or ignite recipe (or one extending them)"
+    )
+
+
+def wait_healthy(client: Any, svc: ServiceSpec) -> None:
+    """Probe until healthy or `health.timeout` passes; then raise HealthTimeout with the log tail."""
+    deadline = time.monotonic() + svc.health.timeout
+    why = probe(svc)
+    while why is not None:
+        if time.monotonic() >= deadline:
+            raise HealthTimeout(
+                f"service {svc.name} not healthy after {svc.health.timeout:g}s ({why})\n"
+                f"    log of {svc.instance}:\n" + _log_tail(client, svc)
+            )
+        time.sleep(svc.health.interval)
+        why = probe(svc)
+
+
+def _log_tail(client: Any, svc: ServiceSpec) -> str:
+    """The launcher's last words and the container's console (where the JVM's output goes).
+
+    Lines are cut to LOG_LINE_CHARS so the whole error stays readable in terraform's output.
+    """
+    lines: list[str] = []
+    try:
+        script = f"tail -q -n 2 {LAUNCHER_LOG} {IGNITE_LOG} 2>/dev/null; sv status /etc/service/* 2>/dev/null"
+        lines += rest.sh(client, svc.instance, script, timeout=30).stdout.splitlines()
+    except Exception as err:  # the tail is a courtesy: the health failure is the error
+        lines.append(f"(cannot read the launcher log: {rest.error_text(err)})")
+    try:
+        console = client.api.instances[svc.instance].console.get().text
+        lines.append("console:")
+        lines += [line for line in console.splitlines() if line.strip()][-LOG_TAIL_LINES:]
+    except Exception as err:
+        lines.append(f"(cannot read the console log: {rest.error_text(err)})")
+    cut = [line if len(line) <= LOG_LINE_CHARS else line[: LOG_LINE_CHARS - 3] + "..." for line in lines]
+    return "\n".join("      | " + line for line in cut) if cut else "      | (empty)"
+
+
+def push_file(client: Any, instance: str, path: str, content: bytes, mode: str = "0644") -> None:
+    """Write a file into an instance (running or stopped), creating its parent directories."""
+    parts = Path(path).parent.parts
+    for i in range(2, len(parts) + 1):
+        directory = "/".join(parts[:i]).replace("//", "/")
+        headers = {"X-LXD-type": "directory", "X-LXD-mode": "0755"}
+        try:
+            client.api.instances[instance].files.post(params={"path": directory}, headers=headers)
+        except LXDAPIException as err:
+            if "exist" not in rest.error_text(err).lower():
+                raise rest.LxdCallError(f"mkdir {directory} in {instance}: {rest.error_text(err)}") from err
+    headers = {
+        "X-LXD-type": "file",
+        "X-LXD-mode": mode,
+        "X-LXD-uid": "0",
+        "X-LXD-gid": "0",
+        "X-LXD-write": "overwrite",
+    }
+    try:
+        client.api.instances[instance].files.post(params={"path": path}, data=content, headers=headers)
+    except LXDAPIException as err:
+        raise rest.LxdCallError(f"write {path} in {instance}: {rest.error_text(err)}") from err
+
+
+def read_file(client: Any, instance: str, path: str) -> bytes:
+    """A file's bytes from an instance; LxdCallError when it cannot be read (e.g. it does not exist)."""
+    try:
+        # is_api=False: the body is the file itself (a JSON file is not an LXD API answer)
+        return client.api.instances[instance].files.get(params={"path": path}, is_api=False).content
+    except LXDAPIException as err:
+        raise rest.LxdCallError(f"read {path} in {instance}: {rest.error_text(err)}") from err
+
+
+def pull_file(client: Any, instance: str, path: str) -> str:
+    return read_file(client, instance, path).decode(errors="replace")
+
+
+def _create_segment_table(client: Any, spec: Spec, data: dict[str, Any]) -> None:
+    status, text = http("POST", data["url"])
+    # Alcor refuses a second table (VxlanRangeRepository: "Network Range already exists")
+    if not (200 <= status < 300 or "already exist" in text.lower()):
+        raise AlcorCallError(f"POST {data['url']}: {status} {text.strip()[:300]}")
+    vpc = spec.service("vpc").instance
+    rest.wait_operation(client, client.api.instances[vpc].patch(json={"config": {SEGMENT_KEY: "created"}}))
+
+
+def _configure_aca(client: Any, spec: Spec, data: dict[str, Any]) -> None:
+    """Point an ACA node at the NCM: rewrite its aca.env keys, then restart ACA's runit service."""
+    instance = data["instance"]
+    text = update_env(pull_file(client, instance, ACA_ENV_FILE), data["values"])
+    push_file(client, instance, ACA_ENV_FILE, text.encode())
+    rest.sh(client, instance, "sv restart aca >/dev/null 2>&1 || true", timeout=60)
+
+
+def _call_node_manager(spec: Spec, verb: str, data: dict[str, Any]) -> None:
+    """Register, update or remove one node; registering checks first, so it never duplicates a node."""
+    base = data["url"]
+    if verb == "deregister-node":
+        _expect("DELETE", f"{base}/nodes/{data['node_id']}")
+        return
+    info = data["host_info"]
+    if not info.get("mac_address"):
+        raise AlcorCallError(
+            f"ACA node {data['node']}: no MAC address for {info.get('veth')} "
+            "(is the node running, with its links?)"
+        )
+    url = f"{base}/nodes/{info['node_id']}"
+    if verb == "register-node":
+        # the plan may predate a restart of the node manager: ask again before creating
+        status, text = http("GET", url)
+        known = (
+            status == 200
+            and (json.loads(text or "{}").get("host_info") or {}).get("node_id") == info["node_id"]
+        )
+        if not known:
+            _expect("POST", f"{base}/nodes", {"host_info": info})
+            return
+    _expect("PUT", url, {"host_info": info})
+
+
+def _expect(method: str, url: str, body: Any = None) -> str:
+    status, text = http(method, url, body)
+    if not 200 <= status < 300:
+        raise AlcorCallError(f"{method} {url}: {status} {text.strip()[:300]}")
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(AlcorReconciler().main())

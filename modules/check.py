@@ -1,0 +1,253 @@
+"""End-to-end health check of a deployed lab: RSTP converged, all servers reach each other, TCP flows.
+
+Reads only (plus short-lived ping/iperf3 processes inside the lab's own servers). Three checks:
+- `rstp`: every switch agrees on one RSTP root and no port is still learning (waits, bounded);
+- `ping`: every server pings every other server's fabric address, in parallel, with a deadline;
+- `tcp`: a 10 MB iperf3 transfer between two servers of different racks (different pods when
+  the topology has pods).
+`python -m modules.check LAB_FILE [--json]` prints JSON; `distrilab check` renders the table.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from cdk.model import Lab, Node
+from cdk.stages.nodes import endpoint
+from modules import lxd_rest as rest
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class CheckResult:
+    name: str
+    ok: bool
+    summary: str
+    seconds: float
+    details: list[str] = field(default_factory=list)  # what failed, one line each
+
+
+@dataclass
+class Report:
+    lab: str
+    checks: list[CheckResult]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lab": self.lab, "ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+
+
+class Lxd:
+    """One client per host of the lab, and the instance -> client mapping."""
+
+    def __init__(self, lab: Lab, workers: int):
+        hosts = {h.name: h for h in lab.hosts}
+        clients = {name: rest.connect(endpoint(h), workers) for name, h in hosts.items()
+                   if any(lab.placement.assignment[n.name] == name for n in lab.topology.nodes)}
+        self.lab = lab
+        self.clients = {lab.instance_name(n.name): clients[lab.placement.assignment[n.name]]
+                        for n in lab.topology.nodes}
+
+    def sh(self, node: Node, script: str, timeout: int = 120) -> rest.ExecResult:
+        instance = self.lab.instance_name(node.name)
+        return rest.sh(self.clients[instance], instance, script, timeout=timeout)
+
+
+def run_checks(
+    lab: Lab, rstp_timeout: float = 60.0, ping_deadline: int = 10, progress: Progress | None = None,
+    lxd: Lxd | None = None,
+) -> Report:
+    """Run every check in order; never raises for a failing lab (the report says what failed)."""
+    lxd = lxd or Lxd(lab, lab.lxd.max_workers)
+    say = progress or (lambda _text: None)
+    checks = []
+    for name, fn in (("rstp", lambda: check_rstp(lab, lxd, rstp_timeout)),
+                     ("ping", lambda: check_ping(lab, lxd, ping_deadline)),
+                     ("tcp", lambda: check_tcp(lab, lxd))):
+        say(f"checking {name}")
+        started = time.monotonic()
+        try:
+            result = fn()
+        except Exception as err:  # a check that cannot run is a failed check, with the reason
+            result = CheckResult(name, False, f"could not run: {rest.error_text(err)}", 0.0)
+        result.seconds = round(time.monotonic() - started, 2)
+        say(f"{name}: {'ok' if result.ok else 'FAILED'} ({result.summary})")
+        checks.append(result)
+    return Report(lab.name, checks)
+
+
+def _pool(lab: Lab, items: list[Any], fn: Callable[[Any], Any]) -> list[Any]:
+    workers = max(1, min(lab.lxd.max_workers, len(items)))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
+
+
+# ------------------------------------------------------------------ rstp
+
+_RSTP_PORTS = "ovs-vsctl --timeout=5 --format=json --columns=name,rstp_status list port"
+_RSTP_ROOT = "ovs-vsctl --timeout=5 get bridge br0 rstp_status:rstp_root_id"
+
+
+def rstp_state(raw: str) -> tuple[str | None, dict[str, tuple[str, str]]]:
+    """Pure: the output of `_RSTP_ROOT; _RSTP_PORTS` -> (root id, {port: (role, state)})."""
+    first, _, rest_text = raw.partition("\n")
+    root = first.strip().strip('"') or None
+    ports: dict[str, tuple[str, str]] = {}
+    if rest_text.strip():
+        data = json.loads(rest_text)
+        for name, status in data["data"]:
+            values = dict(status[1]) if isinstance(status, list) and status[0] == "map" else {}
+            if "rstp_port_state" in values:
+                ports[name] = (values.get("rstp_port_role", ""), values["rstp_port_state"])
+    return root, ports
+
+
+def port_settled(role: str, state: str) -> bool:
+    """A port is done converging when root/designated ports forward and the others discard.
+
+    A designated port stays Discarding until its neighbour agrees (or the forward delay ends):
+    Discarding alone is not a final state.
+    """
+    if role in ("Root", "Designated"):
+        return state == "Forwarding"
+    return state in ("Discarding", "Disabled")
+
+
+def check_rstp(lab: Lab, lxd: Lxd, timeout: float) -> CheckResult:
+    switches = [n for n in lab.topology.nodes if n.kind == "switch"]
+    if not switches:
+        return CheckResult("rstp", True, "no switches", 0.0)
+    deadline = time.monotonic() + timeout
+    while True:
+        states = _pool(lab, switches, lambda n: rstp_state(lxd.sh(n, f"{_RSTP_ROOT}; {_RSTP_PORTS}").stdout))
+        roots = {root for root, _ in states}
+        learning = [f"{n.name}:{p} {role} {state}" for n, (_, ports) in zip(switches, states, strict=True)
+                    for p, (role, state) in sorted(ports.items()) if not port_settled(role, state)]
+        missing = [n.name for n, (root, _) in zip(switches, states, strict=True) if root is None]
+        if len(roots) == 1 and not learning and not missing:
+            blocked = sum(1 for _, ports in states for _, s in ports.values() if s == "Discarding")
+            return CheckResult("rstp", True, f"converged: 1 root, {len(switches)} switches, "
+                               f"{blocked} port(s) discarding", 0.0)
+        if time.monotonic() >= deadline:
+            details = [f"{len(roots)} different roots: {', '.join(sorted(str(r) for r in roots))}"]
+            details += [f"no RSTP on {m}" for m in missing] + [f"not converged: {x}" for x in learning]
+            return CheckResult("rstp", False, f"not converged after {timeout:.0f}s", 0.0, details)
+        time.sleep(1.0)
+
+
+# ------------------------------------------------------------------ ping
+
+
+def _servers(lab: Lab) -> list[tuple[Node, str]]:
+    """(server, fabric IP) for every server with a fabric address, in topology order."""
+    first: dict[str, str] = {}
+    for a in lab.addressing.servers:
+        first.setdefault(a.node, a.address.split("/")[0])
+    return [(n, first[n.name]) for n in lab.topology.nodes if n.kind == "server" and n.name in first]
+
+
+def ping_script(targets: list[str], deadline: int, parallel: int = 16) -> str:
+    """Ping every target once (waiting up to `deadline` s for a reply), `parallel` at a time."""
+    lines = "\n".join(targets)
+    return (
+        f"printf '%s\\n' {shlex.quote(lines)} | xargs -P {parallel} -I@ "
+        f"sh -c 'ping -c 1 -w {deadline} -q @ >/dev/null 2>&1 && echo ok @ || echo fail @'"
+    )
+
+
+def check_ping(lab: Lab, lxd: Lxd, deadline: int) -> CheckResult:
+    servers = _servers(lab)
+    if len(servers) < 2:
+        return CheckResult("ping", True, "fewer than 2 servers", 0.0)
+    names = {ip: node.name for node, ip in servers}
+
+    def from_server(item: tuple[Node, str]) -> list[str]:
+        node, own = item
+        targets = [ip for _, ip in servers if ip != own]
+        out = lxd.sh(node, ping_script(targets, deadline), timeout=deadline * len(targets) + 60).stdout
+        ok = {line.split()[1] for line in out.splitlines() if line.startswith("ok ")}
+        return [f"{node.name} -> {names[ip]} ({ip})" for ip in targets if ip not in ok]
+
+    failed = [line for lines in _pool(lab, servers, from_server) for line in lines]
+    pairs = len(servers) * (len(servers) - 1)
+    summary = f"{pairs - len(failed)}/{pairs} server pairs reachable"
+    return CheckResult("ping", not failed, summary, 0.0, failed[:50])
+
+
+# ------------------------------------------------------------------ tcp
+
+
+def tcp_pair(lab: Lab) -> tuple[tuple[Node, str], tuple[Node, str]] | None:
+    """Two servers as far apart as the topology allows: different pods, else different racks."""
+    servers = _servers(lab)
+    if len(servers) < 2:
+        return None
+    a = servers[0]
+    for key in (lambda n: n.pod, lambda n: n.rack):
+        for b in reversed(servers):
+            if key(a[0]) is not None and key(b[0]) != key(a[0]):
+                return a, b
+    return a, servers[-1]
+
+
+def check_tcp(lab: Lab, lxd: Lxd, megabytes: int = 10) -> CheckResult:
+    pair = tcp_pair(lab)
+    if pair is None:
+        return CheckResult("tcp", True, "fewer than 2 servers", 0.0)
+    (server, server_ip), (client, _) = pair
+    # one-shot server (-1) in the background; the client retries until it listens
+    # (its output goes to a file: an exec only ends once every holder of its stdout has exited)
+    lxd.sh(server, "iperf3 -s -1 -D --logfile /tmp/distrilab-iperf3.log </dev/null >/dev/null 2>&1",
+           timeout=30).check()
+    script = (
+        "for i in $(seq 1 20); do "
+        f"out=$(iperf3 -c {server_ip} -n {megabytes}M -J 2>&1) && {{ echo \"$out\"; exit 0; }}; sleep 0.5; "
+        "done; echo \"$out\"; exit 1"
+    )
+    result = lxd.sh(client, script, timeout=120)
+    where = f"{client.name} -> {server.name}"
+    try:
+        data = json.loads(result.stdout)
+    except ValueError:
+        return CheckResult("tcp", False, f"{where}: iperf3 failed", 0.0, [result.stdout.strip()[-300:]])
+    end = data.get("end", {})
+    sent = int(end.get("sum_sent", {}).get("bytes", 0))
+    received = end.get("sum_received", {})
+    # iperf3 -n: the sender's total is exact; the receiver's sum stops at the sender's last report
+    if not result.ok or sent < megabytes * 1_048_576 or not received.get("bytes"):
+        error = data.get("error") or f"sent {sent} bytes, received {received.get('bytes', 0)}"
+        return CheckResult("tcp", False, f"{where}: {error}", 0.0)
+    mbps = received.get("bits_per_second", 0) / 1e6
+    retrans = end.get("sum_sent", {}).get("retransmits", 0)
+    return CheckResult("tcp", True, f"{where}: {sent / 1e6:.1f} MB at {mbps:.0f} Mbit/s "
+                       f"({retrans} retransmits)", 0.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from cdk.pipeline import load_lab
+
+    parser = argparse.ArgumentParser(prog="python -m modules.check", description=__doc__)
+    parser.add_argument("lab", help="lab file")
+    parser.add_argument("--rstp-timeout", type=float, default=60.0)
+    args = parser.parse_args(argv)
+    report = run_checks(load_lab(args.lab), rstp_timeout=args.rstp_timeout,
+                        progress=lambda text: print(f"[check] {text}", file=sys.stderr, flush=True))
+    print(json.dumps(report.to_dict(), indent=2))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

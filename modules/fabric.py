@@ -1,0 +1,327 @@
+"""Reconciler of the network configuration inside a lab's nodes: `python -m modules.fabric apply|destroy`.
+
+Owns, inside each node container of the lab on this host, `/etc/distrilab/boot.d/50-fabric.sh`
+and what it configures: the management address on eth0 (+ default route to the lab's gateway);
+on servers the fabric address of each fabric interface; on switches one OVS bridge `br0`
+(datapath `netdev` unless the host has the openvswitch module), RSTP enabled before any port is
+added (a Clos has loops), every fabric port added with TX checksum offload off (the netdev
+datapath drops TCP over veth otherwise) and up; server-facing ports are RSTP edge ports.
+The script is idempotent and lives in boot.d, so a restarted container configures itself again.
+Observation is one exec per node (script digest, `ip -j addr`, OVS bridge/ports, offloads);
+only nodes whose state differs are configured, with one exec each. Destroy changes nothing:
+the configuration disappears with the containers (modules/nodes.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import shlex
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cdk.errors import DistrilabError
+from modules import lxd_rest as rest
+from modules.reconcile import Action, Reconciler
+
+OWNER = "fabric"
+SCRIPT_PATH = "/etc/distrilab/boot.d/50-fabric.sh"
+#: the host has the openvswitch kernel module: OVS can use the kernel datapath
+_KERNEL_OVS = Path("/sys/module/openvswitch")
+_HEREDOC = "DISTRILAB_FABRIC_EOF"
+
+
+@dataclass(frozen=True)
+class Port:
+    name: str
+    edge: bool = False
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    instance: str
+    kind: str
+    mgmt_address: str
+    mgmt_gateway: str
+    mtu: int
+    bridge: str | None = None
+    rstp_priority: int = 32768
+    ports: tuple[Port, ...] = ()
+    interfaces: tuple[tuple[str, str], ...] = ()  # (interface, CIDR address) on servers
+
+
+@dataclass(frozen=True)
+class Spec:
+    lab: str
+    host: str
+    max_workers: int
+    datapath: str  # "auto" | "netdev" | "system"
+    nodes: tuple[NodeSpec, ...]
+    endpoint: dict[str, Any] | None = field(default=None, compare=False)
+
+
+class FabricReconciler(Reconciler[Spec, dict[str, Any]]):
+    name = OWNER
+
+    def load_spec(self, data: dict[str, Any]) -> Spec:
+        try:
+            nodes = []
+            for n in data.get("nodes", []):
+                bridge = n.get("bridge") or {}
+                nodes.append(NodeSpec(
+                    name=n["name"], instance=n["instance"], kind=n["kind"],
+                    mgmt_address=n["management"]["address"], mgmt_gateway=n["management"]["gateway"],
+                    mtu=int(n.get("mtu") or 1500), bridge=bridge.get("name"),
+                    rstp_priority=int(bridge.get("rstp_priority") or 32768),
+                    ports=tuple(Port(p["name"], bool(p.get("edge"))) for p in bridge.get("ports", [])),
+                    interfaces=tuple((i["name"], i["address"]) for i in n.get("interfaces", [])),
+                ))
+            datapath = data.get("datapath") or "auto"
+            if datapath not in ("auto", "netdev", "system"):
+                raise DistrilabError(
+                    f"fabric spec: datapath must be auto, netdev or system (got {datapath!r})"
+                )
+            return Spec(lab=data["lab"], host=data["host"], max_workers=int(data.get("max_workers") or 8),
+                        datapath=datapath, nodes=tuple(nodes), endpoint=data.get("endpoint"))
+        except (KeyError, TypeError) as err:
+            raise DistrilabError(f"fabric spec: missing or malformed field {err}") from err
+
+    def empty_spec(self, spec: Spec) -> Spec:
+        return dataclasses.replace(spec, nodes=())
+
+    def connect(self, spec: Spec) -> Any:
+        return rest.connect(spec.endpoint or {"name": spec.host}, self.max_workers(spec))
+
+    # -------------------------------------------------------------- observe (reads only)
+
+    def observe(self, client: Any, spec: Spec) -> dict[str, Any]:
+        owned = rest.owned_instances(client, spec.lab) if spec.nodes else {}
+
+        def one(node: NodeSpec) -> dict[str, Any]:
+            status = owned.get(node.instance, {}).get("status", "missing")
+            if status != "Running":
+                return {"status": status}
+            result = rest.sh(client, node.instance, OBSERVE_SCRIPT, timeout=60)
+            return {"status": status, **parse_observation(result.stdout)}
+
+        workers = max(1, min(self.max_workers(spec), len(spec.nodes)))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            states = dict(zip([n.instance for n in spec.nodes], pool.map(one, spec.nodes), strict=True))
+        datapath = "system" if _KERNEL_OVS.exists() else "netdev"
+        return {"host_datapath": datapath, "nodes": states}
+
+    # -------------------------------------------------------------- plan (pure)
+
+    def plan(self, spec: Spec, observed: dict[str, Any]) -> list[Action]:
+        datapath = spec.datapath if spec.datapath != "auto" else observed.get("host_datapath", "netdev")
+        actions = []
+        for node in spec.nodes:
+            have = observed.get("nodes", {}).get(node.instance, {"status": "missing"})
+            script = render_script(node, datapath)
+            reasons = node_drift(node, datapath, script, have)
+            if reasons:
+                actions.append(Action("configure", node.instance, ", ".join(reasons), 0, {"script": script}))
+        return actions
+
+    # -------------------------------------------------------------- execute
+
+    def execute_action(self, client: Any, spec: Spec, action: Action) -> None:
+        rest.sh(client, action.target, install_and_run(action.data["script"]), timeout=180).check()
+
+
+# ------------------------------------------------------------------ the node script (pure)
+
+
+def render_script(node: NodeSpec, datapath: str) -> str:
+    """The idempotent boot script that configures one node; exits non-zero if a step failed."""
+    q = shlex.quote
+    lines = [
+        "#!/bin/sh",
+        f"# distrilab fabric configuration of {node.name} (generated by modules/fabric.py; idempotent)",
+        "fail=0",
+        'step() { "$@" || { echo "failed: $*" >&2; fail=1; }; }',
+        "has_addr() { ip -4 -o addr show dev \"$1\" | grep -q \" inet $2 \"; }",
+        'setaddr() { has_addr "$1" "$2" || { ip -4 addr flush dev "$1"; ip addr add "$2" dev "$1"; }; }',
+
+        "step ip link set lo up",
+        f"step setaddr eth0 {q(node.mgmt_address)}",
+        "step ip link set eth0 up",
+        f"step ip route replace default via {q(node.mgmt_gateway)} dev eth0",
+    ]
+    for name, address in node.interfaces:
+        # checksums in software: a partial checksum would leave the sender unfinished when the
+        # userspace datapath forwards the frame (TCP through a netdev OVS fails otherwise)
+        lines += [f"step ip link set {q(name)} mtu {node.mtu} up", f"step ethtool -K {q(name)} tx off",
+                  f"step setaddr {q(name)} {q(address)}"]
+    if node.bridge:
+        br = q(node.bridge)
+        wanted = " ".join(p.name for p in node.ports)
+        lines += [
+            # at boot the init runs boot.d hooks before it starts OVS's services: configure the
+            # switch in the background once ovsdb-server answers (apply runs the script with --now)
+            'if [ "$1" != --now ] && ! ovs-vsctl --timeout=1 show >/dev/null 2>&1; then',
+            '  "$0" --now >/var/log/distrilab-fabric.log 2>&1 </dev/null &',
+            "  exit 0",
+            "fi",
+            "i=0; until ovs-vsctl --timeout=2 show >/dev/null 2>&1; do",
+            "  i=$((i+1)); [ $i -ge 60 ] && { echo 'ovsdb-server not running' >&2; exit 1; }; sleep 0.5",
+            "done",
+            # RSTP on in the transaction that creates the bridge, before any port exists
+            f"step ovs-vsctl --timeout=30 --may-exist add-br {br} -- set bridge {br} datapath_type={datapath}"
+            f" stp_enable=false rstp_enable=true other_config:rstp-priority={node.rstp_priority}",
+            f"for p in $(ovs-vsctl --timeout=30 list-ports {br}); do",
+            f'  case " {wanted} " in *" $p "*) ;; *) step ovs-vsctl --timeout=30 del-port {br} "$p";; esac',
+            "done",
+        ]
+        add = []
+        for p in node.ports:
+            port = q(p.name)
+            lines += [f"step ip link set {port} mtu {node.mtu} up", f"step ethtool -K {port} tx off"]
+            add.append(
+                f"-- --may-exist add-port {br} {port} -- set port {port}"
+                f" other_config:rstp-port-admin-edge={'true' if p.edge else 'false'}"
+                " other_config:rstp-port-auto-edge=false other_config:rstp-port-admin-p2p-mac=true"
+            )
+        if add:
+            lines.append("step ovs-vsctl --timeout=30 " + " ".join(add))
+        lines.append(f"step ip link set {br} up")
+    lines.append("exit $fail")
+    return "\n".join(lines) + "\n"
+
+
+def script_digest(script: str) -> str:
+    return hashlib.sha256(script.encode()).hexdigest()
+
+
+def install_and_run(script: str) -> str:
+    """One shell command that writes the script into boot.d atomically and runs it."""
+    tmp = SCRIPT_PATH + ".new"
+    return (
+        f"mkdir -p {Path(SCRIPT_PATH).parent} && cat > {tmp} <<'{_HEREDOC}'\n{script}{_HEREDOC}\n"
+        f"chmod 755 {tmp} && mv {tmp} {SCRIPT_PATH} && {SCRIPT_PATH} --now"
+    )
+
+
+# ------------------------------------------------------------------ observation
+
+
+OBSERVE_SCRIPT = f"""
+echo '== script'; sha256sum {SCRIPT_PATH} 2>/dev/null | cut -d' ' -f1
+echo '== addr'; ip -j addr show
+if command -v ovs-vsctl >/dev/null 2>&1 && ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
+  echo '== bridges'
+  ovs-vsctl --timeout=5 --format=json --columns=name,datapath_type,rstp_enable,ports list bridge
+  echo '== ports'; ovs-vsctl --timeout=5 --format=json --columns=_uuid,name list port
+fi
+echo '== txcsum'
+for p in $(ls /sys/class/net); do
+  echo "$p $(ethtool -k $p 2>/dev/null | sed -n 's/^tx-checksumming: //p')"
+done
+"""
+
+
+def parse_observation(text: str) -> dict[str, Any]:
+    """Pure: OBSERVE_SCRIPT output -> {script, addresses, up, bridges, tx_csum} (JSON-friendly)."""
+    sections: dict[str, list[str]] = {}
+    current = None
+    for line in text.splitlines():
+        if line.startswith("== "):
+            current = line[3:].strip()
+            sections[current] = []
+        elif current:
+            sections[current].append(line)
+    result: dict[str, Any] = {"script": "".join(sections.get("script", [])).strip() or None}
+    addresses: dict[str, list[str]] = {}
+    up: list[str] = []
+    for item in json.loads("\n".join(sections.get("addr", [])) or "[]"):
+        addresses[item["ifname"]] = sorted(
+            f"{a['local']}/{a['prefixlen']}" for a in item.get("addr_info", []) if a.get("family") == "inet"
+        )
+        if "UP" in item.get("flags", []):
+            up.append(item["ifname"])
+    result["addresses"] = addresses
+    result["up"] = sorted(up)
+    if "bridges" in sections:
+        port_names = _ovs_rows(sections.get("ports", []))
+        names = {row["_uuid"]: row["name"] for row in port_names}
+        bridges = {}
+        for row in _ovs_rows(sections["bridges"]):
+            bridges[row["name"]] = {
+                "datapath_type": row["datapath_type"],
+                "rstp_enable": row["rstp_enable"],
+                "ports": sorted(names[u] for u in row["ports"] if u in names and names[u] != row["name"]),
+            }
+        result["bridges"] = bridges
+    if "txcsum" in sections:
+        tx: dict[str, str] = {}
+        for line in sections.get("txcsum", []):
+            parts = line.split()
+            if len(parts) >= 2:
+                tx[parts[0]] = parts[1]  # "on" / "off" (ignore "[fixed]")
+        result["tx_csum"] = tx
+    return result
+
+
+def _ovs_rows(lines: list[str]) -> list[dict[str, Any]]:
+    """ovs-vsctl --format=json table -> rows of plain values (uuids as strings, sets as lists)."""
+    data = json.loads("\n".join(lines) or '{"headings": [], "data": []}')
+    return [{h: _ovs_value(v) for h, v in zip(data["headings"], row, strict=True)} for row in data["data"]]
+
+
+def _ovs_value(value: Any) -> Any:
+    if isinstance(value, list) and len(value) == 2 and value[0] in ("uuid", "set", "map"):
+        kind, inner = value
+        if kind == "uuid":
+            return inner
+        if kind == "set":
+            return [_ovs_value(v) for v in inner]
+        return {_ovs_value(k): _ovs_value(v) for k, v in inner}
+    return value
+
+
+def node_drift(node: NodeSpec, datapath: str, script: str, have: dict[str, Any]) -> list[str]:
+    """Pure: why a node's observed state differs from its spec ([] when it is configured)."""
+    if have.get("status") != "Running":
+        return [f"container {have.get('status', 'missing')}"]
+    reasons = []
+    if have.get("script") != script_digest(script):
+        reasons.append("script missing" if not have.get("script") else "script changed")
+    addresses, up = have.get("addresses", {}), set(have.get("up", []))
+    for ifname, address in (("eth0", node.mgmt_address), *node.interfaces):
+        if address not in addresses.get(ifname, []):
+            reasons.append(f"{ifname} lacks {address}")
+        if ifname not in up:
+            reasons.append(f"{ifname} down")
+    tx = have.get("tx_csum", {})
+    offloaded = [p for p in [*(p.name for p in node.ports), *(i for i, _ in node.interfaces)]
+                 if tx.get(p, "on") != "off"]
+    if offloaded:
+        reasons.append(f"tx offload on {','.join(offloaded)}")
+    if node.bridge:
+        bridge = have.get("bridges", {}).get(node.bridge)
+        if bridge is None:
+            reasons.append(f"no OVS bridge {node.bridge}")
+        else:
+            if bridge["datapath_type"] != datapath:
+                reasons.append(f"datapath {bridge['datapath_type'] or 'system'}->{datapath}")
+            if bridge["rstp_enable"] is not True:
+                reasons.append("RSTP off")
+            wanted = sorted(p.name for p in node.ports)
+            if bridge["ports"] != wanted:
+                missing = sorted(set(wanted) - set(bridge["ports"]))
+                extra = sorted(set(bridge["ports"]) - set(wanted))
+                reasons.append("ports" + (f" missing {','.join(missing)}" if missing else "")
+                               + (f" extra {','.join(extra)}" if extra else ""))
+        down = [p.name for p in node.ports if p.name not in up]
+        if down:
+            reasons.append(f"down {','.join(down)}")
+    return reasons
+
+
+if __name__ == "__main__":
+    sys.exit(FabricReconciler().main())

@@ -1,0 +1,353 @@
+"""Reconciler of a lab's links on one host: `python -m modules.links apply|destroy --spec FILE`.
+
+Owns the host interfaces whose ifalias starts with `distrilab:<lab>:` (and only those):
+- one Linux bridge per link (`dl<lab4>l<link8>`, STP off so the switches' RSTP BPDUs pass);
+- per local end, a veth pair: the host end (`dl<lab4>a|b<link8>`) on the bridge, the other end
+  created directly inside the node's network namespace under its topology name (`eth1`, ...);
+- per cross-host link, a unicast VXLAN (`dl<lab4>x<link8>`) on the bridge.
+Everything is created, repaired and deleted with one `ip -batch` per phase (no process per link):
+measured 1.7 ms per NIC against 33 ms for LXD's device API (one PATCH per container with all its
+NICs) and 54 ms with one PATCH per NIC. A node container that is deleted takes its veth pair
+with it; the next apply sees the missing host end and recreates it. A clean destroy leaves no
+interface with the lab's ifalias. Runs on the host it reconciles (the `ip` calls are local).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cdk.errors import DistrilabError
+from modules import lxd_rest as rest
+from modules.reconcile import Action, ProgressCallback, Reconciler
+
+OWNER = "links"
+PHASE_DELETE, PHASE_BRIDGE, PHASE_VXLAN, PHASE_END = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class End:
+    node: str
+    instance: str
+    interface: str
+    veth: str
+
+
+@dataclass(frozen=True)
+class Vxlan:
+    name: str
+    vni: int
+    local: str
+    remote: str
+    port: int = 4789
+
+
+@dataclass(frozen=True)
+class LinkSpec:
+    id: str
+    bridge: str
+    mtu: int
+    ends: tuple[End, ...]
+    vxlan: Vxlan | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    lab: str
+    host: str
+    max_workers: int
+    alias_prefix: str
+    links: tuple[LinkSpec, ...]
+    endpoint: dict[str, Any] | None = field(default=None, compare=False)
+
+
+def _alias(spec: Spec, link: LinkSpec, end: End | None = None) -> str:
+    return spec.alias_prefix + link.id + (f":{end.node}:{end.interface}" if end else "")
+
+
+class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
+    name = OWNER
+
+    def load_spec(self, data: dict[str, Any]) -> Spec:
+        try:
+            links = tuple(
+                LinkSpec(
+                    id=item["id"], bridge=item["bridge"], mtu=int(item["mtu"]),
+                    ends=tuple(End(**e) for e in item["ends"]),
+                    vxlan=Vxlan(**item["vxlan"]) if item.get("vxlan") else None,
+                )
+                for item in data.get("links", [])
+            )
+            return Spec(lab=data["lab"], host=data["host"], max_workers=int(data.get("max_workers") or 8),
+                        alias_prefix=data.get("alias_prefix") or f"distrilab:{data['lab']}:", links=links,
+                        endpoint=data.get("endpoint"))
+        except (KeyError, TypeError) as err:
+            raise DistrilabError(f"links spec: missing or malformed field {err}") from err
+
+    def empty_spec(self, spec: Spec) -> Spec:
+        return Spec(spec.lab, spec.host, spec.max_workers, spec.alias_prefix, (), spec.endpoint)
+
+    def connect(self, spec: Spec) -> Any:
+        return rest.connect(spec.endpoint or {"name": spec.host}, self.max_workers(spec))
+
+    # -------------------------------------------------------------- observe (reads only)
+
+    def observe(self, client: Any, spec: Spec) -> dict[str, Any]:
+        interfaces = observe_interfaces(spec.alias_prefix)
+        # the management bridge carries the lab's ifalias too, but belongs to the nodes stage
+        interfaces = {n: i for n, i in interfaces.items() if i["alias"] != f"{spec.alias_prefix}management"}
+        instances: dict[str, str] = {}
+        if spec.links:
+            owned = rest.owned_instances(client, spec.lab)
+            wanted = {e.instance for link in spec.links for e in link.ends}
+            instances = {name: owned.get(name, {}).get("status", "missing") for name in sorted(wanted)}
+        return {"interfaces": interfaces, "instances": instances}
+
+    # -------------------------------------------------------------- plan (pure)
+
+    def plan(self, spec: Spec, observed: dict[str, Any]) -> list[Action]:
+        have: dict[str, dict[str, Any]] = observed.get("interfaces", {})
+        actions: list[Action] = []
+        wanted: set[str] = set()
+        for link in spec.links:
+            wanted.add(link.bridge)
+            actions += _plan_bridge(spec, link, have.get(link.bridge))
+            if link.vxlan:
+                wanted.add(link.vxlan.name)
+                actions += _plan_vxlan(spec, link, have.get(link.vxlan.name))
+            for end in link.ends:
+                wanted.add(end.veth)
+                actions += _plan_end(spec, link, end, have.get(end.veth))
+        for name, iface in sorted(have.items()):
+            if name not in wanted:
+                actions.append(Action("delete", name, f"{iface['kind']} no longer in the lab", PHASE_DELETE,
+                                      {"lines": [f"link del dev {name}"]}))
+        return actions
+
+    # -------------------------------------------------------------- execute (one ip -batch per phase)
+
+    def execute(
+        self, client: Any, spec: Spec, actions: Sequence[Action], progress: ProgressCallback | None = None
+    ) -> list[tuple[str, str]]:
+        failures: list[tuple[str, str]] = []
+        total, done = len(actions), 0
+        for phase in sorted({a.phase for a in actions}):
+            batch = [a for a in actions if a.phase == phase]
+            errors: dict[Action, str] = {}
+            if phase == PHASE_END:
+                batch, errors = self._with_pids(client, spec, batch)
+            errors.update(run_ip_batch(batch))
+            for action in [*batch, *[a for a in errors if a not in batch]]:
+                done += 1
+                err = errors.get(action)
+                if err:
+                    failures.append((str(action), err))
+                    print(f"[{self.name}] FAILED {action}: {err} ({done}/{total})", flush=True)
+                else:
+                    print(f"[{self.name}] {action} ({done}/{total})", flush=True)
+                if progress:
+                    progress(action, done, total, RuntimeError(err) if err else None)
+        return failures
+
+    def execute_action(self, client: Any, spec: Spec, action: Action) -> None:
+        errors = run_ip_batch([action])
+        if errors:
+            raise rest.LxdCallError(errors[action])
+
+    def _with_pids(
+        self, client: Any, spec: Spec, batch: list[Action]
+    ) -> tuple[list[Action], dict[Action, str]]:
+        """Fill in the init pid of each end's container (its network namespace) for the veth lines."""
+        instances = sorted({a.data["instance"] for a in batch})
+        pids = container_init_pids(instances)
+
+        def pid_of(name: str) -> int:
+            state = rest.metadata(client.api.instances[name].state.get())
+            return int(state.get("pid") or 0) if state.get("status") == "Running" else 0
+
+        unknown = [name for name in instances if name not in pids]
+        if unknown:  # not found in /proc (another LXD layout): ask LXD, which is 20x slower
+            workers = max(1, min(self.max_workers(spec), len(unknown)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                pids.update(zip(unknown, pool.map(pid_of, unknown), strict=True))
+        ready, errors = [], {}
+        for action in batch:
+            pid = pids[action.data["instance"]]
+            if pid <= 0:
+                errors[action] = f"container {action.data['instance']} is not running (run the nodes stage)"
+                continue
+            lines = [line.replace("{pid}", str(pid)) for line in action.data["lines"]]
+            ready.append(Action(action.verb, action.target, action.reason, action.phase,
+                                {**action.data, "lines": lines}))
+        return ready, errors
+
+
+# ------------------------------------------------------------------ plan helpers (pure)
+
+
+def _plan_bridge(spec: Spec, link: LinkSpec, have: dict[str, Any] | None) -> list[Action]:
+    name = link.bridge
+    create = [
+        # STP off: the bridge must pass the switches' RSTP BPDUs, not take part
+        f"link add {name} mtu {link.mtu} type bridge stp_state 0 forward_delay 0 mcast_snooping 0",
+        f"link set dev {name} alias {_alias(spec, link)} addrgenmode none up",
+    ]
+    if have is None:
+        return [Action("create-bridge", name, f"missing ({link.id})", PHASE_BRIDGE, {"lines": create})]
+    if have["kind"] != "bridge":
+        return [Action("recreate-bridge", name, f"drift: kind {have['kind']}->bridge", PHASE_BRIDGE,
+                       {"lines": [f"link del dev {name}", *create]})]
+    drift = []
+    if have["mtu"] != link.mtu:
+        drift.append(f"mtu {have['mtu']}->{link.mtu}")
+    if not have["up"]:
+        drift.append("down")
+    if not drift:
+        return []
+    return [Action("update-bridge", name, "drift: " + ", ".join(drift), PHASE_BRIDGE,
+                   {"lines": [f"link set dev {name} mtu {link.mtu} up"]})]
+
+
+def _plan_vxlan(spec: Spec, link: LinkSpec, have: dict[str, Any] | None) -> list[Action]:
+    vx = link.vxlan
+    assert vx is not None
+    create = [
+        f"link add {vx.name} mtu {link.mtu} type vxlan id {vx.vni} remote {vx.remote} local {vx.local}"
+        f" dstport {vx.port}",
+        f"link set dev {vx.name} alias {_alias(spec, link)} master {link.bridge} addrgenmode none up",
+    ]
+    if have is None:
+        return [Action("create-vxlan", vx.name, f"missing ({link.id})", PHASE_VXLAN, {"lines": create})]
+    want = {"id": vx.vni, "remote": vx.remote, "local": vx.local, "port": vx.port}
+    got = have.get("vxlan") or {}
+    drift = [f"{k} {got.get(k)}->{v}" for k, v in want.items() if got.get(k) != v]
+    drift += [f"mtu {have['mtu']}->{link.mtu}"] if have["mtu"] != link.mtu else []
+    drift += [f"master {have.get('master')}->{link.bridge}"] if have.get("master") != link.bridge else []
+    if not drift:
+        return []
+    return [Action("recreate-vxlan", vx.name, "drift: " + ", ".join(drift), PHASE_VXLAN,
+                   {"lines": [f"link del dev {vx.name}", *create]})]
+
+
+def _plan_end(spec: Spec, link: LinkSpec, end: End, have: dict[str, Any] | None) -> list[Action]:
+    # the peer is born inside the node's namespace ({pid} is its init) under its final name
+    create = [
+        f"link add {end.veth} mtu {link.mtu} type veth"
+        f" peer name {end.interface} mtu {link.mtu} netns {{pid}}",
+        f"link set dev {end.veth} alias {_alias(spec, link, end)} master {link.bridge} addrgenmode none up",
+    ]
+    data = {"instance": end.instance, "lines": create}
+    target = f"{end.node}:{end.interface}"
+    if have is None:
+        return [Action("create-end", target, f"missing ({end.veth} on {link.bridge})", PHASE_END, data)]
+    drift = [f"mtu {have['mtu']}->{link.mtu}"] if have["mtu"] != link.mtu else []
+    drift += [f"master {have.get('master')}->{link.bridge}"] if have.get("master") != link.bridge else []
+    drift += ["down"] if not have["up"] else []
+    if not drift:
+        return []
+    return [Action("recreate-end", target, "drift: " + ", ".join(drift), PHASE_END,
+                   {**data, "lines": [f"link del dev {end.veth}", *create]})]
+
+
+# ------------------------------------------------------------------ host side
+
+
+def observe_interfaces(prefix: str) -> dict[str, dict[str, Any]]:
+    """The host interfaces whose ifalias starts with `prefix` (one `ip -j -d link show`)."""
+    proc = subprocess.run(["ip", "-j", "-d", "link", "show"], check=True, capture_output=True, text=True)
+    out = proc.stdout
+    return parse_interfaces(json.loads(out or "[]"), prefix)
+
+
+def parse_interfaces(links: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
+    """Pure: `ip -j -d link show` output -> {name: {kind, alias, mtu, master, up, vxlan?}} for the lab."""
+    result: dict[str, dict[str, Any]] = {}
+    for item in links:
+        alias = item.get("ifalias") or ""
+        if not alias.startswith(prefix):
+            continue
+        info = item.get("linkinfo") or {}
+        kind = info.get("info_kind", "")
+        entry: dict[str, Any] = {
+            "kind": kind,
+            "alias": alias,
+            "mtu": item.get("mtu"),
+            "master": item.get("master"),
+            "up": "UP" in (item.get("flags") or []),
+        }
+        if kind == "vxlan":
+            data = info.get("info_data") or {}
+            entry["vxlan"] = {"id": data.get("id"), "remote": data.get("remote"), "local": data.get("local"),
+                              "port": data.get("port")}
+        result[item["ifname"]] = entry
+    return result
+
+
+def container_init_pids(names: Sequence[str], proc: Path = Path("/proc")) -> dict[str, int]:
+    """Init pids of running LXD containers, from one scan of /proc (local host only).
+
+    Each container's init is the child of its `[lxc monitor] <lxd dir> <name>` process; LXD's
+    /state call would also give it, but computes disk and network usage first (~0.1 s each).
+    """
+    wanted = set(names)
+    monitors: dict[int, str] = {}
+    parents: dict[int, int] = {}
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            stat = (entry / "stat").read_text()
+        except OSError:  # the process ended while we looked
+            continue
+        if cmdline.startswith("[lxc monitor] "):
+            name = cmdline.rsplit(" ", 1)[-1]
+            if name in wanted:
+                monitors[int(entry.name)] = name
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    return {monitors[ppid]: pid for pid, ppid in sorted(parents.items()) if ppid in monitors}
+
+
+_FAILED_LINE = re.compile(r"Command failed -:(\d+)")
+
+
+def run_ip_batch(actions: Sequence[Action]) -> dict[Action, str]:
+    """Run every action's `ip` lines in one `ip -force -batch`; map each failed line to its action."""
+    lines: list[str] = []
+    owner: list[Action] = []
+    for action in actions:
+        for line in action.data["lines"]:
+            lines.append(line)
+            owner.append(action)
+    if not lines:
+        return {}
+    proc = subprocess.run(["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n",
+                          capture_output=True, text=True)
+    if proc.returncode == 0:
+        return {}
+    errors: dict[Action, str] = {}
+    message: list[str] = []
+    for text in proc.stderr.splitlines():
+        match = _FAILED_LINE.search(text)
+        if match:
+            index = int(match.group(1)) - 1
+            action = owner[index] if 0 <= index < len(owner) else actions[0]
+            errors.setdefault(action, f"ip {lines[index] if index < len(lines) else ''}: "
+                                      + ("; ".join(message) or "failed"))
+            message = []
+        elif text.strip():
+            message.append(text.strip())
+    if not errors:  # ip failed without naming a line: blame every action of the batch
+        errors = {a: proc.stderr.strip() or f"ip -batch exited {proc.returncode}" for a in actions}
+    return errors
+
+
+if __name__ == "__main__":
+    sys.exit(LinksReconciler().main())

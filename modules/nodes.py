@@ -1,0 +1,409 @@
+"""Reconciler of a lab's containers on one host: `python -m modules.nodes apply|destroy --spec FILE`.
+
+Owns, on the host the spec names, and only where labelled `user.distrilab.lab=<lab>` +
+`user.distrilab.owner=nodes`:
+- the lab's management network: an LXD-managed bridge (`dlm-<lab>`), gateway address from the
+  lab, no NAT, no DHCP (fabric configures static addresses), no IPv6;
+- one stopped template container per image (`dl-<lab>--tpl-<recipe>`), started once so LXD has
+  already id-shifted its rootfs: every node is a btrfs copy of it (0.14 s) instead of an image
+  unpack + shift on first start (0.4-0.5 s);
+- the node containers `dl-<lab>-<node>`: root disk, `eth0` on the management bridge, limits,
+  `/dev/net/tun` for switches; created, started and verified RUNNING; repaired when missing,
+  stopped or drifted; deleted when no longer described.
+Link NICs (`eth1..`) belong to modules/links.py and are left alone here.
+A clean destroy leaves no instance, template or network labelled with the lab.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cdk.errors import DistrilabError, ReconcileError
+from cdk.stages.nodes import template_name
+from modules import lxd_rest as rest
+from modules.reconcile import Action, ProgressCallback, Reconciler
+
+OWNER = "nodes"
+NODE_KEY = "user.distrilab.node"
+IMAGE_KEY = "user.distrilab.image"
+TEMPLATE_KEY = "user.distrilab.template"
+
+# execution phases: network first, templates, deletes (free memory), then creates, cleanup last
+PHASE_NETWORK, PHASE_TEMPLATE, PHASE_DELETE, PHASE_NODE = 0, 1, 2, 3
+PHASE_TEMPLATE_DELETE, PHASE_NETWORK_DELETE = 4, 5
+#: how long a started container must stay RUNNING before it counts (inotify limits kill late)
+SETTLE_SECONDS = 0.5
+
+
+class PlanRefused(DistrilabError):
+    """The host is in a state the nodes stage must not change (or cannot start from)."""
+
+    def __init__(self, message: str, hint: str):
+        self.hint = hint
+        super().__init__(f"[{OWNER}] {message}\n  hint: {hint}")
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    instance: str
+    kind: str
+    role: str
+    image: str  # per-lab image alias
+    cpu: str | None = None
+    memory: str | None = None
+
+
+@dataclass(frozen=True)
+class Spec:
+    lab: str
+    host: str
+    max_workers: int
+    pool: str
+    privileged: bool
+    network: str
+    gateway: str
+    nodes: tuple[NodeSpec, ...]
+    endpoint: dict[str, Any] | None = None  # how to reach the host's LXD API
+    target: str | None = None  # the LXD cluster member to create instances on (None: standalone)
+
+
+class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
+    name = OWNER
+
+    def load_spec(self, data: dict[str, Any]) -> Spec:
+        try:
+            nodes = tuple(
+                NodeSpec(
+                    name=n["name"], instance=n["instance"], kind=n["kind"], role=n["role"], image=n["image"],
+                    cpu=(n.get("limits") or {}).get("cpu"), memory=(n.get("limits") or {}).get("memory"),
+                )
+                for n in data.get("nodes", [])
+            )
+            return Spec(
+                lab=data["lab"], host=data["host"], max_workers=int(data.get("max_workers") or 8),
+                pool=data.get("pool") or "distrilab", privileged=bool(data.get("privileged")),
+                network=data["network"]["name"], gateway=data["network"]["gateway"], nodes=nodes,
+                endpoint=data.get("endpoint"), target=data.get("target"),
+            )
+        except (KeyError, TypeError) as err:
+            raise DistrilabError(f"nodes spec: missing or malformed field {err}") from err
+
+    def empty_spec(self, spec: Spec) -> Spec:
+        return dataclasses.replace(spec, nodes=())
+
+    def connect(self, spec: Spec) -> Any:
+        return rest.connect(spec.endpoint or {"name": spec.host}, self.max_workers(spec))
+
+    # -------------------------------------------------------------- observe (reads only)
+
+    def observe(self, client: Any, spec: Spec) -> dict[str, Any]:
+        network = None
+        try:
+            net = rest.metadata(client.api.networks[spec.network].get())
+            network = {"name": net["name"], "config": net.get("config", {})}
+        except rest.NotFound:
+            pass
+        images: dict[str, str | None] = {}
+        for alias in sorted({n.image for n in spec.nodes}):
+            try:
+                images[alias] = rest.metadata(client.api.images.aliases[alias].get())["target"]
+            except rest.NotFound:
+                images[alias] = None
+        instances = {
+            name: {
+                "status": inst["status"],
+                "config": {k: v for k, v in inst.get("config", {}).items() if not k.startswith("volatile.")},
+                "devices": inst.get("devices", {}),
+            }
+            for name, inst in sorted(rest.owned_instances(client, spec.lab).items())
+            # other stages (alcor, controller) own containers of the same lab: leave them alone
+            if inst.get("config", {}).get(rest.OWNER_KEY) == OWNER
+        }
+        return {"network": network, "images": images, "instances": instances}
+
+    # -------------------------------------------------------------- plan (pure)
+
+    def plan(self, spec: Spec, observed: dict[str, Any]) -> list[Action]:
+        actions = _plan_network(spec, observed.get("network"))
+        images: dict[str, str | None] = observed.get("images", {})
+        instances: dict[str, dict[str, Any]] = observed.get("instances", {})
+        missing = sorted(a for a in {n.image for n in spec.nodes} if not images.get(a))
+        if missing:
+            raise PlanRefused(
+                f"image alias(es) {', '.join(missing)} not found on host {spec.host}",
+                hint="build and import the lab's images first (the 'images' stage of 'distrilab up')",
+            )
+        templates = {name: inst for name, inst in instances.items() if inst["config"].get(TEMPLATE_KEY)}
+        nodes = {name: inst for name, inst in instances.items() if name not in templates}
+
+        wanted_templates: dict[str, str] = {}  # template -> image alias
+        for n in spec.nodes:
+            wanted_templates[_template_of(spec.lab, n.image)] = n.image
+        for tpl, alias in sorted(wanted_templates.items()):
+            fingerprint = images[alias]
+            have = templates.get(tpl)
+            data = {"image": alias, "fingerprint": fingerprint}
+            if have is None:
+                actions.append(Action("create-template", tpl, "missing", PHASE_TEMPLATE, data))
+                continue
+            reason = _template_drift(spec, have, fingerprint)
+            if reason:
+                actions.append(Action("recreate-template", tpl, reason, PHASE_TEMPLATE,
+                                      {**data, "running": have["status"] != "Stopped"}))
+        for tpl, have in sorted(templates.items()):
+            if tpl not in wanted_templates:
+                actions.append(Action("delete", tpl, "template no longer used", PHASE_TEMPLATE_DELETE,
+                                      {"running": have["status"] != "Stopped"}))
+
+        wanted = {n.instance: n for n in spec.nodes}
+        for name, have in sorted(nodes.items()):
+            if name not in wanted:
+                actions.append(Action("delete", name, "no longer in the lab", PHASE_DELETE,
+                                      {"running": have["status"] != "Stopped"}))
+        for name, node in sorted(wanted.items()):
+            actions.extend(_plan_node(spec, node, nodes.get(name), images[node.image]))
+
+        if not spec.nodes and observed.get("network") and _owned_network(spec, observed["network"]):
+            actions.append(
+                Action("delete-network", spec.network, "no longer in the lab", PHASE_NETWORK_DELETE)
+            )
+        return actions
+
+    # -------------------------------------------------------------- execute
+
+    def execute_action(self, client: Any, spec: Spec, action: Action) -> None:
+        verb, target, data = action.verb, action.target, action.data
+        if verb == "create-network":
+            body = {"name": target, "type": "bridge", "config": network_config(spec)}
+            rest.wait_operation(client, client.api.networks.post(json=body))
+            if target != f"dlm-{spec.lab}" and (spec.endpoint or {}).get("kind", "local") == "local":
+                _mark_bridge(target, spec.lab)
+        elif verb == "update-network":
+            rest.wait_operation(client, client.api.networks[target].patch(json={"config": data["config"]}))
+        elif verb == "delete-network":
+            rest.wait_operation(client, client.api.networks[target].delete())
+        elif verb in ("create-template", "recreate-template"):
+            if verb == "recreate-template":
+                rest.delete_instance(client, target, data["running"])
+            _create_template(client, spec, target, data["image"], data["fingerprint"])
+        elif verb in ("create", "recreate"):
+            if verb == "recreate":
+                rest.delete_instance(client, target, data["running"])
+            node = _node_by_instance(spec, target)
+            template = _template_of(spec.lab, node.image)
+            body = {
+                "name": target,
+                "source": {"type": "copy", "source": template, "instance_only": True},
+                "config": instance_config(spec, node, data["fingerprint"]),
+                "devices": instance_devices(spec, node),
+            }
+            rest.wait_operation(client, client.api.instances.post(json=body, params=_target(spec)))
+            _start_and_verify(client, target)
+        elif verb == "update":
+            patch = {k: v for k, v in (("config", data.get("config")), ("devices", data.get("devices"))) if v}
+            rest.wait_operation(client, client.api.instances[target].patch(json=patch))
+            if data.get("status") != "Running":
+                _start_and_verify(client, target, data.get("status"))
+        elif verb == "start":
+            _start_and_verify(client, target, data.get("status"))
+        elif verb == "delete":
+            rest.delete_instance(client, target, data["running"])
+        else:
+            raise ValueError(f"unknown action verb {verb!r}")
+
+    def execute(
+        self, client: Any, spec: Spec, actions: Sequence[Action], progress: ProgressCallback | None = None
+    ) -> list[tuple[str, str]]:
+        """Phase by phase; without a network or a template, creating nodes is pointless: stop there."""
+        setup = [a for a in actions if a.phase <= PHASE_TEMPLATE]
+        failures = super().execute(client, spec, setup, progress) if setup else []
+        rest_of = [a for a in actions if a.phase > PHASE_TEMPLATE]
+        if failures:
+            return failures + [(str(a), "skipped: the network or a template failed") for a in rest_of]
+        return failures + (super().execute(client, spec, rest_of, progress) if rest_of else [])
+
+    def converge(self, spec: Spec, dry_run: bool = False, progress: ProgressCallback | None = None) -> int:
+        count = super().converge(spec, dry_run, progress)
+        if count and not dry_run and spec.nodes:
+            self.verify_running(self.connect(spec), spec)
+        return count
+
+    def verify_running(self, client: Any, spec: Spec) -> None:
+        """Every node RUNNING a moment after the last start: a container can die after a 0 exit."""
+        time.sleep(SETTLE_SECONDS)
+        instances = rest.owned_instances(client, spec.lab)
+        states = {n.instance: instances.get(n.instance, {}).get("status", "missing") for n in spec.nodes}
+        dead = [(name, f"status {state}") for name, state in states.items() if state != "Running"]
+        if dead:
+            raise ReconcileError(
+                OWNER, dead,
+                hint="see 'lxc info --show-log NAME'; raise fs.inotify.max_user_instances if many died",
+            )
+
+
+# ------------------------------------------------------------------ desired objects (pure)
+
+
+def network_config(spec: Spec) -> dict[str, str]:
+    return {
+        "ipv4.address": spec.gateway,
+        "ipv4.nat": "false",
+        "ipv4.dhcp": "false",
+        "ipv6.address": "none",
+        "dns.mode": "none",  # static addresses, no DHCP: no dnsmasq process per lab
+        rest.LAB_KEY: spec.lab,
+        rest.OWNER_KEY: OWNER,
+    }
+
+
+def instance_config(spec: Spec, node: NodeSpec, fingerprint: str, owner: str = OWNER) -> dict[str, str]:
+    config = {
+        rest.LAB_KEY: spec.lab,
+        rest.OWNER_KEY: owner,
+        NODE_KEY: node.name,
+        IMAGE_KEY: fingerprint,
+        TEMPLATE_KEY: "",  # copies inherit the template's config: this one must not carry over
+        "security.privileged": "true" if spec.privileged else "false",
+    }
+    if node.cpu:
+        config["limits.cpu"] = node.cpu
+    if node.memory:
+        config["limits.memory"] = node.memory
+    return config
+
+
+def instance_devices(spec: Spec, node: NodeSpec) -> dict[str, dict[str, str]]:
+    devices = {
+        "root": {"type": "disk", "path": "/", "pool": spec.pool},
+        "eth0": {"type": "nic", "network": spec.network, "name": "eth0"},
+    }
+    if node.kind == "switch":
+        # OVS's userspace (netdev) datapath needs a tap device for its bridge port
+        devices["tun"] = {"type": "unix-char", "source": "/dev/net/tun", "path": "/dev/net/tun"}
+    return devices
+
+
+def _template_of(lab: str, alias: str) -> str:
+    return template_name(lab, alias.removeprefix(f"dl-{lab}-"))
+
+
+def _node_by_instance(spec: Spec, instance: str) -> NodeSpec:
+    for n in spec.nodes:
+        if n.instance == instance:
+            return n
+    raise KeyError(instance)
+
+
+def _owned_network(spec: Spec, network: dict[str, Any]) -> bool:
+    return network.get("config", {}).get(rest.LAB_KEY) == spec.lab
+
+
+def _plan_network(spec: Spec, network: dict[str, Any] | None) -> list[Action]:
+    if not spec.nodes:
+        return []
+    if network is None:
+        return [Action("create-network", spec.network, "missing", PHASE_NETWORK)]
+    if not _owned_network(spec, network):
+        raise PlanRefused(
+            f"network {spec.network} exists and is not labelled {rest.LAB_KEY}={spec.lab}",
+            hint="another lab or tool uses this name; rename the lab or delete that network",
+        )
+    changed = {k: v for k, v in network_config(spec).items() if network["config"].get(k) != v}
+    if not changed:
+        return []
+    reason = "drift: " + ", ".join(f"{k} {network['config'].get(k)}->{v}" for k, v in sorted(changed.items()))
+    return [Action("update-network", spec.network, reason, PHASE_NETWORK, {"config": changed})]
+
+
+def _template_drift(spec: Spec, have: dict[str, Any], fingerprint: str | None) -> str | None:
+    if have["config"].get(IMAGE_KEY) != fingerprint:
+        return f"drift: image {str(have['config'].get(IMAGE_KEY))[:12]}->{str(fingerprint)[:12]}"
+    if have["config"].get("security.privileged", "false") != ("true" if spec.privileged else "false"):
+        return "drift: security.privileged"
+    return None
+
+
+def _plan_node(
+    spec: Spec, node: NodeSpec, have: dict[str, Any] | None, fingerprint: str | None
+) -> list[Action]:
+    data: dict[str, Any] = {"fingerprint": fingerprint}
+    if have is None:
+        return [Action("create", node.instance, "missing", PHASE_NODE, data)]
+    config = have["config"]
+    running = have["status"] != "Stopped"
+    want_config = instance_config(spec, node, fingerprint or "")
+    # a new image or privilege mode means a new rootfs: recreate
+    for key in (IMAGE_KEY, "security.privileged"):
+        if config.get(key, "false" if key == "security.privileged" else None) != want_config[key]:
+            short = key.removeprefix("user.distrilab.")
+            reason = f"drift: {short} {str(config.get(key))[:12]}->{want_config[key][:12]}"
+            return [Action("recreate", node.instance, reason, PHASE_NODE, {**data, "running": running})]
+    changed_config = {k: v for k, v in want_config.items() if config.get(k, "") != v}
+    for key in ("limits.cpu", "limits.memory"):
+        if key in config and key not in want_config:
+            changed_config[key] = ""  # an empty value unsets the key
+    want_devices = instance_devices(spec, node)
+    changed_devices = {k: v for k, v in want_devices.items() if have["devices"].get(k) != v}
+    if changed_config or changed_devices:
+        parts = [f"{k} {config.get(k)}->{v or 'unset'}" for k, v in sorted(changed_config.items())]
+        parts += [f"device {k}" for k in sorted(changed_devices)]
+        update = {"config": changed_config, "devices": changed_devices, "status": have["status"]}
+        return [Action("update", node.instance, "drift: " + ", ".join(parts), PHASE_NODE, update)]
+    if have["status"] != "Running":
+        status = have["status"]
+        return [Action("start", node.instance, f"status {status}", PHASE_NODE, {"status": status})]
+    return []
+
+
+def _create_template(
+    client: Any, spec: Spec, name: str, alias: str, fingerprint: str, owner: str = OWNER
+) -> None:
+    config = {
+        rest.LAB_KEY: spec.lab,
+        rest.OWNER_KEY: owner,
+        TEMPLATE_KEY: alias,
+        IMAGE_KEY: fingerprint,
+        "security.privileged": "true" if spec.privileged else "false",
+    }
+    body = {
+        "name": name,
+        "source": {"type": "image", "fingerprint": fingerprint},
+        "config": config,
+        "devices": {"root": {"type": "disk", "path": "/", "pool": spec.pool}},
+    }
+    rest.wait_operation(client, client.api.instances.post(json=body, params=_target(spec)))
+    if not spec.privileged:
+        # LXD shifts the rootfs to the container's id range on first start; copies inherit it
+        rest.set_state(client, name, "start")
+        rest.set_state(client, name, "stop", force=True)
+
+
+def _target(spec: Spec) -> dict[str, str]:
+    """In an LXD cluster, create on this stage's member (LXD would otherwise pick the emptiest)."""
+    return {"target": spec.target} if spec.target else {}
+
+
+def _mark_bridge(bridge: str, lab: str) -> None:
+    """Give a hashed management bridge name the lab's ifalias, so host route checks know it is the
+    lab's (`dlm-<lab>` is recognised by its name). modules.sweep deletes aliased interfaces before
+    LXD networks: it must delete this one through LXD, not with `ip link del`."""
+    subprocess.run(["ip", "link", "set", "dev", bridge, "alias", f"distrilab:{lab}:management"],
+                   check=False, capture_output=True)
+
+
+def _start_and_verify(client: Any, name: str, status: str | None = "Stopped") -> None:
+    rest.set_state(client, name, "unfreeze" if status == "Frozen" else "start")
+    now = rest.status(client, name)
+    if now != "Running":
+        raise rest.LxdCallError(f"{name} is {now} right after start; see 'lxc info --show-log {name}'")
+
+
+if __name__ == "__main__":
+    sys.exit(NodesReconciler().main())

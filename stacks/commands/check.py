@@ -1,0 +1,56 @@
+"""`distrilab check LAB`: is the deployed lab healthy? RSTP converged, servers reach each other, TCP flows."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from stacks.loading import load
+
+if TYPE_CHECKING:
+    from modules.check import Report
+
+console = Console(stderr=True)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("check", help="test a deployed lab end to end (RSTP, ping, TCP)",
+                              description=__doc__)
+    p.add_argument("lab", type=Path, help="lab file")
+    p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    p.add_argument("--rstp-timeout", type=float, default=60.0, metavar="S",
+                   help="how long to wait for RSTP to converge (default 60)")
+    p.add_argument("--ping-deadline", type=int, default=10, metavar="S",
+                   help="how long each ping waits for its reply (default 10)")
+    p.set_defaults(func=check)
+
+
+def render(report: Report) -> Table:
+    table = Table(title=f"lab {report.lab}: {'healthy' if report.ok else 'FAILED'}")
+    for column in ("check", "result", "summary", "seconds"):
+        table.add_column(column, justify="right" if column == "seconds" else "left")
+    for c in report.checks:
+        result = "[green]ok[/green]" if c.ok else "[bold red]FAILED[/bold red]"
+        summary = "\n".join([c.summary, *(f"  {d}" for d in c.details[:10])])
+        table.add_row(c.name, result, summary, f"{c.seconds:.1f}")
+    return table
+
+
+def check(args: argparse.Namespace) -> int:
+    from modules.check import run_checks  # pylxd and friends: only for this command (~0.5 s)
+
+    lab = load(args.lab)
+    if args.json:
+        report = run_checks(lab, rstp_timeout=args.rstp_timeout, ping_deadline=args.ping_deadline)
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        with console.status("checking ...") as status:
+            report = run_checks(lab, rstp_timeout=args.rstp_timeout, ping_deadline=args.ping_deadline,
+                                progress=lambda text: status.update(text))
+        Console().print(render(report))
+    return 0 if report.ok else 1

@@ -1,0 +1,166 @@
+"""End to end on the real LXD daemon: a small Clos (2 spines, 2 leaves, 2 servers per leaf).
+
+Through the images, nodes, links and fabric reconcilers (the same specs terraform passes them):
+deploy, then `modules.check` (RSTP converged, every server pings every other, TCP across racks);
+a second apply changes nothing; a node deleted behind distrilab's back is repaired; editing the
+lab (a third leaf, then one server per leaf) changes only the difference; destroy leaves nothing
+of the lab on the host, while a container the lab did not create survives.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from bench import deploy
+from bench.labs import free_pools, leaf_spine
+from cdk.model import Lab
+from cdk.stages import STAGES
+from modules import lxd_rest as rest
+from modules.check import run_checks
+from stacks.paths import Paths
+from tests.e2e.conftest import lab_leftovers
+
+pytestmark = pytest.mark.e2e
+
+HOST_STAGES = ("nodes", "links", "fabric")
+REPO = Path(__file__).resolve().parents[2]
+
+
+def planned(lab: Lab) -> dict[str, list[tuple[str, str]]]:
+    """What each host stage would do now: {stage: [(verb, target), ...]} (reads only)."""
+    result = {}
+    for stage in HOST_STAGES:
+        r = deploy.reconciler_of(stage)
+        spec = r.load_spec(next(s for s in STAGES if s.name == stage).build(lab, lab.hosts[0]))
+        result[stage] = sorted((a.verb, a.target) for a in r.plan(spec, r.observe(r.connect(spec), spec)))
+    return result
+
+
+def fabric_nodes_changed(old: Lab, new: Lab) -> set[str]:
+    """Instances whose fabric spec differs between two versions of a lab (what fabric may touch)."""
+    def specs(lab: Lab) -> dict[str, Any]:
+        data = next(s for s in STAGES if s.name == "fabric").build(lab, lab.hosts[0]) or {"nodes": []}
+        return {n["instance"]: n for n in data["nodes"]}
+
+    before, after = specs(old), specs(new)
+    return {name for name, spec in after.items() if before.get(name) != spec}
+
+
+def assert_healthy(lab: Lab) -> None:
+    report = run_checks(lab, rstp_timeout=60)
+    assert report.ok, report.to_dict()
+
+
+def test_clos_lifecycle(lab_name: str) -> None:
+    pools = free_pools(lab_name)
+    lab = leaf_spine(lab_name, 2, 2, 2, pools=pools)
+    client = rest.connect(None)
+    foreign = f"dl-{lab_name}-foreign"
+    try:
+        deploy.apply(lab)
+        assert_healthy(lab)
+        report = run_checks(lab)
+        assert {c.name for c in report.checks} == {"rstp", "ping", "tcp"}
+        assert "12/12" in next(c.summary for c in report.checks if c.name == "ping")
+
+        # converged: a second apply has nothing to do
+        assert planned(lab) == {stage: [] for stage in HOST_STAGES}
+
+        # a node deleted behind our back is recreated, cabled and configured again, alone
+        victim = lab.instance_name("srv-02-01")
+        subprocess.run(["lxc", "delete", "--force", victim], check=True)
+        plan = planned(lab)
+        assert plan["nodes"] == [("create", victim)]
+        assert plan["links"] == [("create-end", "srv-02-01:eth1")]
+        deploy.apply(lab, HOST_STAGES)
+        assert_healthy(lab)
+
+        # a container in the lab's namespace that the lab did not create
+        body = {"name": foreign, "source": {"type": "image", "alias": f"dl-{lab_name}-server"},
+                "devices": {"root": {"type": "disk", "path": "/", "pool": "distrilab"}}}
+        rest.wait_operation(client, client.api.instances.post(json=body))
+
+        # edit: a third leaf with its servers -> only the new nodes and links appear
+        bigger = leaf_spine(lab_name, 2, 3, 2, pools=pools)
+        plan = planned(bigger)
+        new_nodes = {bigger.instance_name(n) for n in ("leaf-03", "srv-03-01", "srv-03-02")}
+        assert plan["nodes"] == sorted(("create", n) for n in new_nodes)
+        new_links = {link.id for link in bigger.topology.links} - {link.id for link in lab.topology.links}
+        links_spec = next(s for s in STAGES if s.name == "links").build(bigger, bigger.hosts[0]) or {}
+        new_bridges = {b["bridge"] for b in links_spec["links"] if b["id"] in new_links}
+        assert {t for v, t in plan["links"] if v == "create-bridge"} == new_bridges
+        assert all(v in ("create-bridge", "create-end") for v, _ in plan["links"])
+        deploy.apply(bigger, HOST_STAGES)
+        # fabric configured exactly the nodes whose desired configuration changed
+        assert planned(bigger) == {stage: [] for stage in HOST_STAGES}
+        assert fabric_nodes_changed(lab, bigger) >= new_nodes
+
+        # edit: one server per leaf -> the second servers and their links go, nothing else
+        smaller = leaf_spine(lab_name, 2, 3, 1, pools=pools)
+        plan = planned(smaller)
+        gone = {smaller.instance_name(f"srv-0{i}-02") for i in (1, 2, 3)}
+        assert plan["nodes"] == sorted(("delete", n) for n in gone)
+        assert {v for v, _ in plan["links"]} == {"delete"} and len(plan["links"]) == 3 * 3  # bridge + 2 ends
+        deploy.apply(smaller, HOST_STAGES)
+        assert_healthy(smaller)
+        lab = smaller
+    finally:
+        deploy.destroy(lab)
+        leftovers = lab_leftovers(lab_name)
+        survived = _exists(client, foreign)
+        if survived:
+            rest.delete_instance(client, foreign, running=False)
+    assert leftovers == {}
+    assert survived
+
+
+def _exists(client: Any, name: str) -> bool:
+    try:
+        client.api.instances[name].get()
+    except rest.NotFound:
+        return False
+    return True
+
+
+def test_distrilab_up_check_down(lab_name: str, tmp_path: Path) -> None:
+    """The same through the CLI and terraform: `up` (which runs `check`), `check --json`, `down`."""
+    lab_file = tmp_path / f"{lab_name}.yaml"
+    lab_file.write_text(yaml.safe_dump({
+        "name": lab_name,
+        "topology": {"kind": "leaf-spine", "spines": 1, "leaves": 2, "servers_per_leaf": 1},
+        "addressing": free_pools(lab_name),
+        "images": {"server": "server", "switch": "switch"},
+    }))
+
+    def distrilab(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "stacks.cli", *args, str(lab_file)], cwd=REPO,
+                              capture_output=True, text=True, timeout=600)
+
+    try:
+        up = distrilab("up")
+        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        check = distrilab("check", "--json")
+        assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
+        report = json.loads(check.stdout)
+        assert report["ok"] and {c["name"] for c in report["checks"]} == {"rstp", "ping", "tcp"}
+    finally:
+        down = distrilab("down")
+        leftovers = lab_leftovers(lab_name)
+        if down.returncode != 0 or leftovers:  # the safety net, so a failed run leaves nothing
+            subprocess.run([sys.executable, "-m", "modules.sweep", "destroy", "--lab", lab_name], cwd=REPO,
+                           capture_output=True, timeout=300)
+        paths = Paths.for_repo(REPO)
+        for path in (paths.state_file(lab_name), Path(f"{paths.state_file(lab_name)}.backup")):
+            path.unlink(missing_ok=True)
+        for folder in (paths.state_dir / lab_name, paths.specs_dir / lab_name, paths.workdir(lab_name)):
+            shutil.rmtree(folder, ignore_errors=True)
+    assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
+    assert leftovers == {}

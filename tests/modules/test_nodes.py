@@ -1,0 +1,115 @@
+"""modules/nodes.py: plan fixtures, and converge/destroy against the in-memory LXD fake."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cdk.errors import ReconcileError
+from modules import nodes
+from modules.nodes import IMAGE_KEY, TEMPLATE_KEY, NodesReconciler
+from tests.fakes.lxd import FakeLxd
+from tests.modules.plan_cases import HERE, cases, check_case
+
+FINGERPRINT = "a" * 64
+
+
+@pytest.mark.parametrize("path", cases("nodes"))
+def test_plan_fixture(path: Path) -> None:
+    check_case(NodesReconciler(), path)
+
+
+@pytest.fixture
+def spec_data() -> dict[str, Any]:
+    return json.loads((HERE / "nodes" / "empty_host.json").read_text())["spec"]
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> FakeLxd:
+    monkeypatch.setattr(nodes, "SETTLE_SECONDS", 0.0)
+    monkeypatch.setattr(nodes, "_mark_bridge", lambda bridge, lab: None)  # no host bridge in the fake
+    return FakeLxd(aliases={"dl-fx-server": FINGERPRINT, "dl-fx-switch": FINGERPRINT})
+
+
+def reconciler(fake: FakeLxd) -> NodesReconciler:
+    r = NodesReconciler()
+    r.connect = lambda spec: fake  # type: ignore[method-assign]
+    return r
+
+
+def test_converge_creates_nodes_from_templates_then_changes_nothing(
+    fake: FakeLxd, spec_data: dict[str, Any]
+) -> None:
+    r = reconciler(fake)
+    spec = r.load_spec(spec_data)
+    assert r.converge(spec) == 7  # network, 2 templates, 4 nodes
+    for node in spec.nodes:
+        inst = fake.instances[node.instance]
+        assert inst["status"] == "Running"
+        assert inst["config"]["user.distrilab.lab"] == "fx"
+        assert inst["config"][IMAGE_KEY] == FINGERPRINT
+        assert TEMPLATE_KEY not in inst["config"]  # not inherited from the template
+        assert inst["devices"]["eth0"]["network"] == spec.network
+        assert ("tun" in inst["devices"]) == (node.kind == "switch")
+    assert fake.instances["dl-fx--tpl-server"]["status"] == "Stopped"
+    assert fake.networks[spec.network]["config"]["ipv4.dhcp"] == "false"
+    assert r.converge(spec) == 0
+
+
+def test_deleted_node_is_recreated_alone(fake: FakeLxd, spec_data: dict[str, Any]) -> None:
+    r = reconciler(fake)
+    spec = r.load_spec(spec_data)
+    r.converge(spec)
+    del fake.instances["dl-fx-srv-01-01"]
+    fake.instances["dl-fx-leaf-01"]["status"] = "Stopped"
+    actions = r.plan(spec, r.observe(fake, spec))
+    planned = [(a.verb, a.target) for a in actions]
+    assert planned == [("start", "dl-fx-leaf-01"), ("create", "dl-fx-srv-01-01")]
+    r.converge(spec)
+    assert fake.instances["dl-fx-srv-01-01"]["status"] == "Running"
+
+
+def test_destroy_removes_only_the_labs_objects(fake: FakeLxd, spec_data: dict[str, Any]) -> None:
+    r = reconciler(fake)
+    spec = r.load_spec(spec_data)
+    r.converge(spec)
+    fake.add_instance("someone-elses", config={"user.distrilab.lab": "other"})
+    fake.add_instance("dl-fx-unlabelled")  # right name, no label: not ours
+    r.converge(r.empty_spec(spec))
+    assert sorted(fake.instances) == ["dl-fx-unlabelled", "someone-elses"]
+    assert fake.networks == {}
+
+
+def test_container_that_dies_after_start_fails_the_apply(fake: FakeLxd, spec_data: dict[str, Any]) -> None:
+    r = reconciler(fake)
+    fake.die_on_start.add("dl-fx-srv-01-02")
+    with pytest.raises(ReconcileError) as err:
+        r.converge(r.load_spec(spec_data))
+    assert [f[0] for f in err.value.failures] == ["create dl-fx-srv-01-02 (missing)"]
+    assert "Stopped right after start" in err.value.failures[0][1]
+
+
+def test_long_lab_names_get_a_hashed_management_bridge() -> None:
+    from cdk.stages.nodes import management_network
+
+    assert management_network("short") == "dlm-short"
+    long_name = management_network("a-very-long-lab-name")
+    assert len(long_name) <= 15 and long_name.startswith("dlm-")
+    assert long_name == management_network("a-very-long-lab-name")
+
+
+def test_failed_template_skips_node_creation(fake: FakeLxd, spec_data: dict[str, Any]) -> None:
+    r = reconciler(fake)
+    fake.aliases["dl-fx-switch"] = "c" * 64
+    spec = r.load_spec(spec_data)
+    observed = r.observe(fake, spec)
+    actions = r.plan(spec, observed)
+    fake.aliases = {"dl-fx-server": FINGERPRINT}  # the switch image vanished after the plan
+    failures = r.execute(fake, spec, actions)
+    assert any("Image not found" in err for _, err in failures)
+    assert all(fake.instances[n]["status"] == "Stopped" for n in fake.instances if "--tpl-" in n)
+    assert not [n for n in fake.instances if "--tpl-" not in n]  # no node was created
+    assert sum("skipped" in err for _, err in failures) == len(spec.nodes)
