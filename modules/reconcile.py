@@ -4,10 +4,12 @@ A reconciler module subclasses `Reconciler` and ends with `if __name__ == "__mai
 Terraform's provisioners call `python -m modules.<name> apply|destroy --spec FILE --generation ID`.
 
 Generations: a stage resource is replaced (create_before_destroy) when its desired state changes or
-after a failed apply, so the destroy-time provisioner of the *old* resource runs after the new one
-has applied. Each apply records its resource id as the stage's current generation; a destroy whose
-generation is not the current one is superseded and does nothing. A real `destroy` carries the
-current generation and runs.
+after a failed apply. Measured with terraform 1.11, the replaced (deposed) or tainted object is then
+destroyed without running its destroy-time provisioner, so the new resource's apply must converge
+the stage by itself: reconcilers delete the owned objects their spec no longer lists. Each apply
+still records its resource id as the stage's current generation, and a destroy whose generation is
+not the current one is superseded and does nothing, so no other path (a manual `terraform destroy
+-target`, a future terraform that does run them) can tear down a stage a newer apply owns.
 """
 
 from __future__ import annotations
@@ -136,7 +138,8 @@ class Reconciler(Generic[SpecT, ObservedT]):
         failures = self.execute(client, spec, actions, progress)
         if failures:
             raise ReconcileError(self.name, failures, hint=self.failure_hint(failures))
-        print(f"[{self.name}] done: {len(actions)} action(s) in {time.monotonic() - started:.1f}s", flush=True)
+        elapsed = time.monotonic() - started
+        print(f"[{self.name}] done: {len(actions)} action(s) in {elapsed:.1f}s", flush=True)
         return len(actions)
 
     def failure_hint(self, failures: list[tuple[str, str]]) -> str | None:
