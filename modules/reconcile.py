@@ -204,3 +204,19 @@ class Reconciler(Generic[SpecT, ObservedT]):
 def _describe(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
     return text if len(text) < 2000 else text[:2000] + " ..."
+
+
+def reconciler_for(module_name: str) -> Reconciler[Any, Any]:
+    """The Reconciler a `modules.<name>` module defines (the one its `__main__` runs)."""
+    import importlib
+
+    module = importlib.import_module(module_name)
+    classes = [
+        v
+        for v in vars(module).values()
+        if isinstance(v, type) and issubclass(v, Reconciler) and v is not Reconciler
+        and v.__module__ == module.__name__
+    ]
+    if len(classes) != 1:
+        raise LookupError(f"{module_name} defines {len(classes)} reconcilers, expected exactly one")
+    return classes[0]()

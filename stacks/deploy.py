@@ -10,13 +10,16 @@ would pull the working directory from under a running apply of another lab.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cdk.aws import aws_lab
 from cdk.model import Lab
 from cdk.stages import Stage
 from stacks.app import DEFAULT_OUTDIR, synthesize
+from stacks.drift import Drift, find_drift
 from stacks.lab_stack import ANCHOR, Paths, SkippedStage
 from stacks.terraform import ApplyResult, EventCallback, PlanResult, Terraform, TerraformBinary
 
@@ -29,6 +32,8 @@ class Synthesized:
     state_file: Path
     resources: dict[str, tuple[str, str]]  # terraform address -> (stage, host)
     skipped: tuple[SkippedStage, ...]
+    #: (address, stage, module, host, hash, spec) of every stage resource, for drift detection
+    stage_specs: tuple[tuple[str, str, str, str, str, dict[str, Any]], ...] = ()
 
     def label(self, address: str) -> tuple[str, str]:
         """(stage, host) of a resource address; the anchor is ("lab", "*")."""
@@ -49,9 +54,17 @@ def synth(
     (workdir / "cdk.tf.json").write_bytes((stack_dir / "cdk.tf.json").read_bytes())
     resources = {f"terraform_data.{ANCHOR}": (ANCHOR, "*")}
     resources.update({f"terraform_data.{s.resource_id}": (s.stage.name, s.host) for s in stack.specs})
-    return Synthesized(
-        lab, stack_dir, workdir, stack.paths.state_file(lab.name), resources, tuple(stack.skipped)
+    stage_specs = tuple(
+        (f"terraform_data.{s.resource_id}", s.stage.name, s.stage.module, s.host, s.hash, s.spec)
+        for s in stack.specs
     )
+    state_file = stack.paths.state_file(lab.name)
+    return Synthesized(lab, stack_dir, workdir, state_file, resources, tuple(stack.skipped), stage_specs)
+
+
+def drift(synthesized: Synthesized) -> list[Drift]:
+    """Stages whose hosts no longer match what was applied (see stacks/drift.py)."""
+    return find_drift(synthesized.stage_specs, synthesized.state_file)
 
 
 def terraform(synthesized: Synthesized, binary: TerraformBinary | None = None) -> Terraform:
@@ -62,23 +75,29 @@ def terraform(synthesized: Synthesized, binary: TerraformBinary | None = None) -
 
 
 def plan(
-    synthesized: Synthesized, on_event: EventCallback | None = None, destroy: bool = False
+    synthesized: Synthesized,
+    on_event: EventCallback | None = None,
+    destroy: bool = False,
+    replace: Sequence[str] = (),
 ) -> PlanResult:
-    return terraform(synthesized).plan(on_event, destroy=destroy)
+    return terraform(synthesized).plan(on_event, destroy=destroy, replace=replace)
 
 
 def apply(
-    synthesized: Synthesized, on_event: EventCallback | None = None, destroy: bool = False
+    synthesized: Synthesized,
+    on_event: EventCallback | None = None,
+    destroy: bool = False,
+    replace: Sequence[str] = (),
 ) -> ApplyResult:
     """`terraform apply` (or destroy) of the synthesized stack, events streamed to `on_event`.
 
     Before applying a lab with aws hosts, the AWS pre-flight (modules/aws_preflight.py) must pass:
     it raises AwsPreflightError naming every problem (quotas, AMI, key pair, ...) before terraform
-    creates anything. boto3 is imported only then.
+    creates anything. boto3 is imported only then. `replace` re-runs drifted stages.
     """
     if not destroy and aws_lab(synthesized.lab) is not None:
         from modules.aws_preflight import check as aws_preflight
 
         aws_preflight(synthesized.lab)
     tf = terraform(synthesized)
-    return tf.destroy(on_event) if destroy else tf.apply(on_event)
+    return tf.destroy(on_event) if destroy else tf.apply(on_event, replace=replace)

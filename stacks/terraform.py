@@ -256,9 +256,12 @@ class Terraform:
             raise_failure("validate", RunOutcome(proc.returncode, diags, {}, (), proc.stderr))
         return diags
 
-    def plan(self, on_event: EventCallback | None = None, destroy: bool = False) -> PlanResult:
+    def plan(
+        self, on_event: EventCallback | None = None, destroy: bool = False, replace: Sequence[str] = ()
+    ) -> PlanResult:
         """`terraform plan -detailed-exitcode`: the planned change of every resource."""
         args = ["plan", "-input=false", "-json", "-detailed-exitcode", "-lock-timeout=60s"]
+        args += [f"-replace={address}" for address in replace]
         if destroy:
             args.append("-destroy")
         changes: list[PlannedChange] = []
@@ -274,8 +277,14 @@ class Terraform:
             raise_failure("plan", run)
         return PlanResult(run.code == 2, tuple(changes), run.diagnostics)
 
-    def apply(self, on_event: EventCallback | None = None, parallelism: int | None = None) -> ApplyResult:
-        return self._run_apply(["apply"], on_event, parallelism)
+    def apply(
+        self,
+        on_event: EventCallback | None = None,
+        parallelism: int | None = None,
+        replace: Sequence[str] = (),
+    ) -> ApplyResult:
+        """`terraform apply`; `replace` lists resource addresses to re-create (`-replace=`)."""
+        return self._run_apply(["apply", *(f"-replace={a}" for a in replace)], on_event, parallelism)
 
     def destroy(self, on_event: EventCallback | None = None, parallelism: int | None = None) -> ApplyResult:
         return self._run_apply(["destroy"], on_event, parallelism)

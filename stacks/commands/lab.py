@@ -10,11 +10,15 @@ import argparse
 import importlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
 
 from stacks.loading import load
+
+if TYPE_CHECKING:
+    from stacks.drift import Drift
 
 console = Console(soft_wrap=True)
 
@@ -78,7 +82,8 @@ def plan(args: argparse.Namespace) -> int:
     from stacks.progress import plan_table
 
     synthesized = _synth(args)
-    result = deploy.plan(synthesized)
+    drifted = _report_drift(deploy.drift(synthesized))
+    result = deploy.plan(synthesized, replace=drifted)
     if not result.changed:
         console.print(f"[green]no changes[/]: {synthesized.lab.name} matches its configuration")
         return 0
@@ -92,8 +97,9 @@ def up(args: argparse.Namespace) -> int:
     from stacks.progress import ApplyProgress
 
     synthesized = _synth(args)
+    drifted = _report_drift(deploy.drift(synthesized))
     with ApplyProgress(synthesized, console, title="up") as progress:
-        result = deploy.apply(synthesized, progress.handle)
+        result = deploy.apply(synthesized, progress.handle, replace=drifted)
     console.print(
         f"[green]up[/] {synthesized.lab.name}: {len(result.completed)} resource(s) changed; "
         f"state {synthesized.state_file}",
@@ -104,6 +110,13 @@ def up(args: argparse.Namespace) -> int:
     check_args = args.parser.parse_args(["check", str(args.lab)])
     check_args.parser = args.parser
     return int(check_args.func(check_args))
+
+
+def _report_drift(drifts: list[Drift]) -> list[str]:
+    """Print one line per drifted stage; the addresses to re-run with `-replace`."""
+    for d in drifts:
+        console.print(f"[yellow]drift[/] {escape(f'{d.stage}@{d.host}: {d.summary}')}", highlight=False)
+    return [d.address for d in drifts]
 
 
 def down(args: argparse.Namespace) -> int:

@@ -131,7 +131,8 @@ def _exists(client: Any, name: str) -> bool:
 
 
 def test_distrilab_up_check_down(lab_name: str, tmp_path: Path) -> None:
-    """The same through the CLI and terraform: `up` (which runs `check`), `check --json`, `down`."""
+    """The same through the CLI and terraform: `up` (which runs `check`), `check --json`, `up` again
+    (no changes), repair of a node deleted by hand (plan shows the drift), `down`."""
     lab_file = tmp_path / f"{lab_name}.yaml"
     lab_file.write_text(yaml.safe_dump({
         "name": lab_name,
@@ -151,6 +152,17 @@ def test_distrilab_up_check_down(lab_name: str, tmp_path: Path) -> None:
         assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
         report = json.loads(check.stdout)
         assert report["ok"] and {c["name"] for c in report["checks"]} == {"rstp", "ping", "tcp"}
+        # a second up changes nothing, and says so
+        again = distrilab("up", "--no-check")
+        assert again.returncode == 0 and "0 resource(s) changed" in again.stdout, again.stdout[-3000:]
+        # a node deleted behind terraform's back: plan shows the drift, up repairs only that
+        client = rest.connect(None)
+        rest.delete_instance(client, f"dl-{lab_name}-srv-02-01", running=True)
+        plan = distrilab("plan")
+        assert plan.returncode == 0 and "drift nodes@local" in plan.stdout, plan.stdout[-3000:]
+        repaired = distrilab("up")
+        assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr[-3000:]
+        assert _exists(client, f"dl-{lab_name}-srv-02-01")  # and `up` ran `check` on it: all green
     finally:
         down = distrilab("down")
         leftovers = lab_leftovers(lab_name)
