@@ -20,6 +20,7 @@ from stacks.terraform import Event, PlanResult
 
 STATUS_STYLE = {
     "pending": "dim",
+    "unchanged": "dim",
     "running": "yellow",
     "done": "green",
     "failed": "bold red",
@@ -67,6 +68,10 @@ class ApplyProgress:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if exc_type is None:  # terraform finished: what it never touched already matched
+            for row in self.rows.values():
+                if row.status == "pending":
+                    row.status = "unchanged"
         self._live.update(self.render())
         self._live.stop()
         if not self.console.is_terminal:

@@ -100,10 +100,10 @@ def up(args: argparse.Namespace) -> int:
     drifted = _report_drift(deploy.drift(synthesized))
     with ApplyProgress(synthesized, console, title="up") as progress:
         result = deploy.apply(synthesized, progress.handle, replace=drifted)
+    changed = len(result.completed)
+    summary = f"{changed} resource(s) changed" if changed else "no changes (the lab matches its description)"
     console.print(
-        f"[green]up[/] {synthesized.lab.name}: {len(result.completed)} resource(s) changed; "
-        f"state {synthesized.state_file}",
-        highlight=False,
+        f"[green]up[/] {synthesized.lab.name}: {summary}; state {synthesized.state_file}", highlight=False
     )
     if args.no_check or not has_subcommand(args.parser, "check"):
         return 0
