@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 import yaml
 
+from cdk.addressing import free_addresses
 from cdk.errors import LabFileError, Problem
 
 #: the deployment file shipped with distrilab (`alcor: default`)
@@ -97,7 +98,7 @@ class Service:
     jar: str | None  # file name under jar_dir, installed as /opt/alcor/<jar>
     port: int  # main port (HTTP for Spring services, thin client for Ignite)
     extra_ports: dict[str, int]  # named further ports: {"grpc": 9016}
-    address: str | None  # explicit management address, else allocated after the fabric nodes
+    address: str | None  # explicit management address, else allocated from the pool's top
     config: dict[str, str]  # Spring properties (templates), common_config merged in for spring
     depends_on: tuple[str, ...]
     resources: Resources
@@ -604,20 +605,25 @@ def levels(deployment: Deployment) -> list[tuple[str, ...]]:
 
 
 def allocate_addresses(
-    deployment: Deployment, network: str, used: Iterable[str], extra: int = 0
+    deployment: Deployment, network: str, used: Iterable[str], extra: int = 0, from_top: bool = False
 ) -> tuple[dict[str, str], list[str]]:
     """Management addresses (CIDR form) for every service without an explicit one, plus `extra` more.
 
     Pure and deterministic: the next free host addresses after the highest address in `used` (the
-    fabric nodes and the gateway), in the deployment's service order. Returns (service -> address,
-    extra addresses).
+    fabric nodes and the gateway), in the deployment's service order; with `from_top`, the pool's
+    highest free addresses downward (cdk.addressing keeps them free of node homes, so they stay put
+    when the lab changes). Returns (service -> address, extra addresses).
     """
     net = ipaddress.IPv4Network(network, strict=False)
     taken = {ipaddress.IPv4Interface(a).ip for a in used}
     pinned = {ipaddress.IPv4Address(s.address) for s in deployment.services if s.address}
     taken |= pinned
     start = max(taken) if taken else net.network_address
-    candidates = (ip for ip in net.hosts() if ip > start and ip not in taken)
+    candidates = (
+        free_addresses(net, taken)
+        if from_top
+        else (ip for ip in net.hosts() if ip > start and ip not in taken)
+    )
     result: dict[str, str] = {}
     for svc in deployment.services:
         ip = ipaddress.IPv4Address(svc.address) if svc.address else next(candidates, None)

@@ -4,8 +4,9 @@ Pure: the same lab always gives the same dict. `modules/alcor.py` converges a ho
 
 Placement: the whole control plane runs on one host, `alcor.host` of the deployment file, or the
 lab's first host when unset; the stage has nothing to do on any other host. Addresses: the
-management pool's next free addresses after the fabric nodes, in the deployment file's service
-order (`control_plane_addresses`); the controller container takes the one after them.
+management pool's highest free addresses, downward in the deployment file's service order
+(`control_plane_addresses`; cdk/addressing.py keeps the pool's top free of node homes, so lab edits
+do not move them); the controller container takes the next one down.
 """
 
 from __future__ import annotations
@@ -65,11 +66,11 @@ def control_plane_host(lab: Lab, deployment: model.Deployment | None) -> str:
 
 
 def control_plane_addresses(lab: Lab, deployment: model.Deployment | None) -> tuple[dict[str, str], str]:
-    """(service -> management address, controller address), all CIDR form, after the fabric nodes."""
+    """(service -> management address, controller address), all CIDR form, from the pool's top."""
     used = [lab.addressing.management_gateway, *lab.addressing.management.values()]
     empty = model.Deployment(services=())
     addresses, extra = model.allocate_addresses(
-        deployment or empty, lab.addressing.management_network, used, 1
+        deployment or empty, lab.addressing.management_network, used, 1, from_top=True
     )
     return addresses, extra[0]
 

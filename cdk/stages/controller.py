@@ -13,7 +13,7 @@ The lab's `controller:` section (null: no controller stage):
       timeout: 900                     # seconds; the run is stopped after that
       resources: {cpu: 1, memory: 512MiB}
 
-It runs on the control plane's host, at the management address after Alcor's containers, and its
+It runs on the control plane's host, at the management address below Alcor's containers, and its
 report is copied to `.distrilab/reports/<lab>/` (relative to where the stage runs). When the lab has
 ACA nodes, the scenario's `nodes` are replaced by them (a port's binding:host_id must name a node
 the alcor stage registered).

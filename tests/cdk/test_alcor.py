@@ -271,10 +271,28 @@ def test_stage_spec_places_services_after_the_fabric() -> None:
     assert by_name["vpc"]["properties"]["ignite.host"] == by_name["ignite"]["address"].split("/")[0]
     assert by_name["ignite"]["level"] == 0 and by_name["api-gateway"]["level"] == 5
     _, controller = stage.control_plane_addresses(the_lab, alcor.resolve_section("default"))
-    assert ipaddress.IPv4Interface(controller).ip > max(service_ips)
+    # taken from the pool's top downward, in service order: the controller comes last, below them
+    assert max(service_ips) == ipaddress.IPv4Address("10.210.255.254")
+    assert max(fabric) < ipaddress.IPv4Interface(controller).ip < min(service_ips)
     vpc_ip = by_name["vpc"]["address"].split("/")[0]
     assert spec["post_deploy"]["segment_table_url"] == f"http://{vpc_ip}:9001/segments/createDefaultTable"
     assert spec["post_deploy"]["nodes"] == []  # no server uses the aca image
+
+
+def test_control_plane_addresses_survive_lab_edits() -> None:
+    """One more leaf (and its servers) neither moves Alcor's containers nor the controller."""
+    small = lab(alcor="default")
+    grown = lab_from_dict(
+        {
+            "name": "al1",
+            "topology": {"kind": "leaf-spine", "spines": 1, "leaves": 3, "servers_per_leaf": 2},
+            "alcor": "default",
+        },
+        "labs/al1.yaml",
+        host_routes=[],
+    )
+    section = alcor.resolve_section("default")
+    assert stage.control_plane_addresses(small, section) == stage.control_plane_addresses(grown, section)
 
 
 def test_stage_registers_every_aca_server() -> None:
