@@ -30,6 +30,19 @@ MIN_VERSION = (1, 5)
 BASE_ENV = {"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "TF_INPUT": "0"}
 
 
+def terraform_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of every terraform run: ours on top of the caller's.
+
+    A TF_CLI_CONFIG_FILE naming a missing file only makes terraform warn on every command
+    (seen on machines whose profile exports it): leave it out then.
+    """
+    env = {**os.environ, **BASE_ENV, **(extra or {})}
+    config = env.get("TF_CLI_CONFIG_FILE")
+    if config and not Path(config).exists():
+        del env["TF_CLI_CONFIG_FILE"]
+    return env
+
+
 # ---------------------------------------------------------------- finding a terraform
 
 
@@ -65,7 +78,7 @@ def probe(argv: Sequence[str]) -> str | None:
             capture_output=True,
             text=True,
             timeout=60,
-            env={**os.environ, **BASE_ENV},
+            env=terraform_env(),
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
@@ -219,7 +232,7 @@ class Terraform:
     ):
         self.workdir = Path(workdir)
         self.binary = binary or find_terraform()
-        self.env = {**os.environ, **BASE_ENV, **(env or {})}
+        self.env = terraform_env(env)
 
     def _argv(self, *args: str) -> list[str]:
         return [*self.binary.argv, *args]

@@ -157,3 +157,17 @@ def test_event_parse_tolerates_text_lines() -> None:
     )
     assert event.diagnostic is not None and event.diagnostic.address == "terraform_data.a"
     assert event.address == "terraform_data.a"
+
+
+def test_a_missing_cli_config_file_is_not_passed_to_terraform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stacks.terraform import terraform_env
+
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(tmp_path / "absent.tfrc"))
+    assert "TF_CLI_CONFIG_FILE" not in terraform_env()
+    present = tmp_path / "present.tfrc"
+    present.write_text("")
+    monkeypatch.setenv("TF_CLI_CONFIG_FILE", str(present))
+    assert terraform_env()["TF_CLI_CONFIG_FILE"] == str(present)
+    assert terraform_env({"X": "1"})["CHECKPOINT_DISABLE"] == "1"
