@@ -20,7 +20,7 @@ from cdk.model import Lab
 from cdk.stages import Stage
 from stacks.app import DEFAULT_OUTDIR, synthesize
 from stacks.drift import Drift, find_drift
-from stacks.lab_stack import ANCHOR, Paths, SkippedStage
+from stacks.lab_stack import ANCHOR, Paths
 from stacks.terraform import ApplyResult, EventCallback, PlanResult, Terraform, TerraformBinary
 
 
@@ -31,7 +31,6 @@ class Synthesized:
     workdir: Path  # where distrilab runs terraform (a copy of the stack's cdk.tf.json)
     state_file: Path
     resources: dict[str, tuple[str, str]]  # terraform address -> (stage, host)
-    skipped: tuple[SkippedStage, ...]
     #: (address, stage, module, host, hash, spec) of every stage resource, for drift detection
     stage_specs: tuple[tuple[str, str, str, str, str, dict[str, Any]], ...] = ()
 
@@ -59,7 +58,7 @@ def synth(
         for s in stack.specs
     )
     state_file = stack.paths.state_file(lab.name)
-    return Synthesized(lab, stack_dir, workdir, state_file, resources, tuple(stack.skipped), stage_specs)
+    return Synthesized(lab, stack_dir, workdir, state_file, resources, stage_specs)
 
 
 def drift(synthesized: Synthesized) -> list[Drift]:

@@ -75,12 +75,6 @@ class StageSpec:
         return spec_file_name(self.stage.name, self.host, self.hash)
 
 
-@dataclass(frozen=True)
-class SkippedStage:
-    stage: str
-    reason: str
-
-
 def resource_id(stage: str, host: str) -> str:
     """Terraform name of a stage resource (identifiers allow letters, digits, '_' and '-')."""
     return f"{stage}_{host}"
@@ -94,29 +88,18 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def stage_specs(lab: Lab, stages: Iterable[Stage]) -> tuple[list[StageSpec], list[SkippedStage]]:
-    """Run every stage builder for every host. Pure apart from importing the builders.
-
-    A builder module that does not exist yet is skipped (recorded in the second list): the
-    stages are written in parallel by several people; any other import failure is a bug and raised.
-    """
+def stage_specs(lab: Lab, stages: Iterable[Stage]) -> list[StageSpec]:
+    """Run every stage builder for every host (None: nothing to do there). Pure apart from imports."""
     specs: list[StageSpec] = []
-    skipped: list[SkippedStage] = []
     for stage in stages:
-        try:
-            built = [(host.name, stage.build(lab, host)) for host in lab.hosts]
-        except ModuleNotFoundError as err:
-            if err.name != stage.builder:
-                raise
-            skipped.append(SkippedStage(stage.name, f"builder {stage.builder} does not exist yet"))
-            continue
+        built = [(host.name, stage.build(lab, host)) for host in lab.hosts]
         for host, spec in built:
             if spec is None:
                 continue
             text = canonical_json(spec)
             digest = hashlib.sha256(text.encode()).hexdigest()
             specs.append(StageSpec(stage, host, spec, text, digest))
-    return specs, skipped
+    return specs
 
 
 def inventory(lab: Lab) -> dict[str, Any]:
@@ -160,9 +143,7 @@ class LabStack(cdktn.TerraformStack):
         self.lab = lab
         self.paths = paths or Paths.for_repo()
         self.stages = stages = cdk.stages.STAGES if stages is None else stages
-        self.specs, self.skipped = stage_specs(lab, stages)
-        for skip in self.skipped:
-            log.warning("stage %s skipped: %s", skip.stage, skip.reason)
+        self.specs = stage_specs(lab, stages)
         self._write_specs(stack_dir)
         cdktn.LocalBackend(self, path=str(self.paths.state_file(lab.name)))
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import logging
 from pathlib import Path
 
 import cdktn
@@ -143,18 +142,7 @@ def test_spec_files_survive_resynth_content_addressed(two_host_lab: Lab, paths: 
     assert names == ["manifest@a", "manifest@a", "manifest@b", "manifest@b"]  # old and new kept
 
 
-def test_missing_builder_module_skips_the_stage(
-    two_host_lab: Lab, paths: Paths, caplog: pytest.LogCaptureFixture
-) -> None:
-    stages = (*FIXTURE_STAGES, Stage("later", "modules.later", "cdk.stages.not_written_yet"))
-    with caplog.at_level(logging.WARNING):
-        resources = resources_of(synth(two_host_lab, paths, stages))
-    assert not any(name.startswith("later") for name in resources)
-    assert "stage later skipped: builder cdk.stages.not_written_yet does not exist yet" in caplog.text
-
-
 def test_broken_import_inside_a_builder_is_raised(two_host_lab: Lab, tmp_path: Path) -> None:
-    # a builder that exists but imports something missing is a bug, not a stage still being written
     stages = (Stage("broken", "modules.x", "tests.stacks.fixture_stages.broken_builder"),)
     with pytest.raises(ModuleNotFoundError, match="no_such_dependency"):
         stage_specs(two_host_lab, stages)
