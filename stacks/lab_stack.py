@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +45,6 @@ from stacks.paths import REPO_ROOT, Paths
 
 __all__ = ["ANCHOR", "REPO_ROOT", "LabStack", "Paths", "StageSpec", "stage_specs"]
 
-log = logging.getLogger(__name__)
 
 #: the resource every stage depends on; its destroy provisioner sweeps the lab's leftovers
 ANCHOR = "lab"
