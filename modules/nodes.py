@@ -8,7 +8,7 @@ Owns, on the host the spec names, and only where labelled `user.distrilab.lab=<l
   already id-shifted its rootfs: every node is a btrfs copy of it (0.14 s) instead of an image
   unpack + shift on first start (0.4-0.5 s);
 - the node containers `dl-<lab>-<node>`: root disk, `eth0` on the management bridge, limits,
-  `/dev/net/tun` for switches; created, started and verified RUNNING; repaired when missing,
+  `/dev/net/tun` for nodes whose image runs OVS; created, started and verified RUNNING; repaired when missing,
   stopped or drifted; deleted when no longer described.
 Link NICs (`eth1..`) belong to modules/links.py and are left alone here.
 A clean destroy leaves no instance, template or network labelled with the lab.
@@ -58,6 +58,7 @@ class NodeSpec:
     image: str  # per-lab image alias
     cpu: str | None = None
     memory: str | None = None
+    tun: bool = False  # /dev/net/tun passed in: the image runs OVS with the netdev datapath
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
                 NodeSpec(
                     name=n["name"], instance=n["instance"], kind=n["kind"], role=n["role"], image=n["image"],
                     cpu=(n.get("limits") or {}).get("cpu"), memory=(n.get("limits") or {}).get("memory"),
+                    tun=bool(n.get("tun", n["kind"] == "switch")),
                 )
                 for n in data.get("nodes", [])
             )
@@ -284,7 +286,7 @@ def instance_devices(spec: Spec, node: NodeSpec) -> dict[str, dict[str, str]]:
         "root": {"type": "disk", "path": "/", "pool": spec.pool},
         "eth0": {"type": "nic", "network": spec.network, "name": "eth0"},
     }
-    if node.kind == "switch":
+    if node.tun:
         # OVS's userspace (netdev) datapath needs a tap device for its bridge port
         devices["tun"] = {"type": "unix-char", "source": "/dev/net/tun", "path": "/dev/net/tun"}
     return devices

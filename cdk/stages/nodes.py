@@ -5,11 +5,14 @@ Pure: the same lab always gives the same dict. `modules/nodes.py` converges a ho
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
 from cdk.model import Host, Lab, Node
 from cdk.stages import common
+
+OVS_PACKAGE = "openvswitch-switch"
 
 #: the storage pool the cluster stage prepares on every host
 DEFAULT_POOL = "distrilab"
@@ -47,6 +50,15 @@ def endpoint(host: Host) -> dict[str, Any]:
     return {"name": host.name, "kind": host.kind, "address": host.address}
 
 
+@functools.cache
+def image_runs_ovs(recipe: str) -> bool:
+    """Whether a recipe (or one it extends) installs Open vSwitch: its userspace (netdev) datapath
+    needs /dev/net/tun in the container (switches, and servers on the `aca` image)."""
+    from images.recipe import RecipeBook  # reads recipe files only
+
+    return any(OVS_PACKAGE in layer.packages for layer in RecipeBook().chain(recipe).layers)
+
+
 def _node_spec(lab: Lab, node: Node) -> dict[str, Any]:
     limits = lab.limits.get(node.role) or lab.limits.get(node.kind)
     return {
@@ -55,6 +67,7 @@ def _node_spec(lab: Lab, node: Node) -> dict[str, Any]:
         "kind": node.kind,
         "role": node.role,
         "image": image_alias(lab.name, lab.image_of(node)),
+        "tun": image_runs_ovs(lab.image_of(node)),
         "limits": {
             "cpu": limits.cpu if limits else None,
             "memory": limits.memory if limits else None,
@@ -72,7 +85,7 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
         "endpoint": endpoint(host),
         # a local host is a standalone daemon; other hosts are members of the lab's LXD cluster
         "target": None if host.kind == "local" else host.name,
-        "pool": DEFAULT_POOL,
+        "pool": lab.lxd.pool,
         "privileged": lab.lxd.privileged,
         "network": {
             "name": management_network(lab.name),

@@ -189,6 +189,27 @@ def calls(svc: dict[str, Any]) -> list[dict[str, Any]]:
     return get_json(f"http://{svc['address'].split('/')[0]}:{svc['port']}/standin/calls")
 
 
+def test_every_aca_server_runs_ovs_with_br_int_and_br_tun(deployed: dict[str, Any]) -> None:
+    """The lab's servers use `image: aca`: each has OVS up with ACA's bridges on this host's datapath."""
+    lab = deployed["lab"]
+    client = rest.connect(None)
+    datapath = "system" if Path("/sys/module/openvswitch").exists() else "netdev"
+    servers = [n for n in lab.topology.nodes if n.kind == "server"]
+    assert servers and all(lab.image_of(n) == "aca" for n in servers)
+    for node in servers:
+        name = lab.instance_name(node.name)
+        result = rest.sh(
+            client,
+            name,
+            "for br in br-int br-tun; do ovs-vsctl get bridge $br datapath_type || exit 1; done;"
+            " ovs-vsctl get interface vxlan-generic ofport; sv status ovs-vswitchd",
+        )
+        assert result.ok, f"{name}: {result.stdout} {result.stderr}"
+        lines = result.stdout.split()
+        assert lines[:2] == [datapath, datapath], f"{name}: {result.stdout}"
+        assert "100" in lines and "run:" in result.stdout, f"{name}: {result.stdout}"
+
+
 def test_all_sixteen_run_healthy_in_dependency_order(deployed: dict[str, Any]) -> None:
     lab = deployed["lab"]
     services = services_of(lab)
