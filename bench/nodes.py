@@ -5,8 +5,9 @@
 For each size, a leaf-spine lab of exactly that many nodes goes through the images, nodes,
 links and fabric reconcilers (template copies, one ip -batch for links, one exec per node),
 then `modules.check` (RSTP, all-pairs ping, TCP across racks), then destroy. The baseline
-does what Distrinet did, in the same run on the same images: one `lxc launch` after another,
-then one `lxc exec` per node to configure it, then one `lxc delete --force` after another.
+(bench/distrinet.py) builds the same lab, nodes, links and addresses, with Distrinet's sequence
+of lxc/ip commands, in the same run on the same images, on a new `dir` pool (Distrinet's
+documented LXD set-up) and on the btrfs pool distrilab uses.
 Reports seconds per node (rich table on stderr) and writes bench/results/nodes.json.
 """
 
@@ -17,16 +18,14 @@ import json
 import os
 import platform
 import secrets
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from bench import deploy
+from bench import deploy, distrinet
 from bench.labs import free_pools, leaf_spine
 from cdk.model import Lab
-from modules import lxd_rest as rest
 from modules.check import run_checks
 
 RESULTS = Path(__file__).parent / "results" / "nodes.json"
@@ -74,7 +73,8 @@ def run_distrilab(size: int, tag: str, check: bool) -> dict[str, Any]:
         started = time.monotonic()
         deploy.destroy(lab, ("nodes", "links", "fabric"))
         destroy = time.monotonic() - started
-        result.update(destroy_seconds=round(destroy, 2), destroy_per_node=round(destroy / nodes, 4))
+        result.update(destroy_seconds=round(destroy, 2), destroy_per_node=round(destroy / nodes, 4),
+                      load_average=os.getloadavg())
     finally:
         deploy.destroy(lab)  # idempotent: after a success only the image aliases remain
     return result
@@ -94,53 +94,35 @@ def first_nodes(lab: Lab) -> float:
     return time.monotonic() - started
 
 
-def run_baseline(size: int, tag: str, image_lab: Lab) -> dict[str, Any]:
-    """Distrinet's way: sequential `lxc launch`, one `lxc exec` per node, sequential deletes."""
-    lab_label = f"bb{tag}{size}"
-    names = [f"dl-{lab_label}-n{i:03d}" for i in range(size)]
-    image = f"dl-{image_lab.name}-server"
-    try:
-        started = time.monotonic()
-        for i, name in enumerate(names):
-            subprocess.run(["lxc", "launch", image, name, "--storage", "distrilab",
-                            "-c", f"user.distrilab.lab={lab_label}"], check=True, capture_output=True)
-            # Distrinet configured each node over its own session: here one lxc exec per node
-            subprocess.run(["lxc", "exec", name, "--", "sh", "-c",
-                            f"ip link set lo up && ip addr add 10.254.{i // 250}.{i % 250 + 1}/32 dev lo"],
-                           check=True, capture_output=True)
-        create = time.monotonic() - started
-        running = sum(1 for i in rest.owned_instances(rest.connect(None), lab_label).values()
-                      if i["status"] == "Running")
-        started = time.monotonic()
-        for name in names:
-            subprocess.run(["lxc", "delete", "--force", name], check=True, capture_output=True)
-        destroy = time.monotonic() - started
-        return {"nodes": size, "running": running, "create_seconds": round(create, 2),
-                "create_per_node": round(create / size, 4), "destroy_seconds": round(destroy, 2),
-                "destroy_per_node": round(destroy / size, 4)}
-    finally:
-        client = rest.connect(None)
-        for name, inst in rest.owned_instances(client, lab_label).items():
-            rest.delete_instance(client, name, inst["status"] != "Stopped")
+def run_baseline(size: int, tag: str, image_lab: Lab, pool_kind: str) -> dict[str, Any]:
+    """The same lab (nodes, links, addresses) built Distrinet's way (bench/distrinet.py)."""
+    label = f"bb{tag}{pool_kind[:2]}{size}"
+    spines, leaves, per_leaf = shape_for(size)
+    lab = leaf_spine(label, spines, leaves, per_leaf, pools=free_pools(label))
+    images = {kind: f"dl-{image_lab.name}-{kind}" for kind in ("server", "switch")}
+    return {**distrinet.measure(lab, label, images, pool_kind), "load_average": os.getloadavg()}
 
 
 def render(results: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    pools = list(dict.fromkeys(b["pool"] for b in results["baseline"]))
     table = Table(title="node creation / destruction, seconds per node (lower is better)")
-    for col in ("nodes", "distrilab create", "(fixed s + per node)", "baseline create", "speed-up",
-                "distrilab destroy", "baseline destroy", "check"):
+    for col in ("nodes", "distrilab create", "(fixed s + per node)",
+                *(f"Distrinet {p} create (speed-up)" for p in pools),
+                "distrilab destroy", *(f"Distrinet {p} destroy" for p in pools), "check"):
         table.add_column(col, justify="right")
-    baseline = {b["nodes"]: b for b in results["baseline"]}
+    baseline = {(b["pool"], b["nodes"]): b for b in results["baseline"]}
     for r in results["distrilab"]:
-        b = baseline.get(r["nodes"])
-        speedup = f"{b['create_per_node'] / r['create_per_node']:.1f}x" if b else "-"
+        found = [baseline.get((p, r["nodes"])) for p in pools]
         table.add_row(
             str(r["nodes"]), f"{r['create_per_node']:.3f}",
             f"{r['fixed_seconds']:.1f} + {r['marginal_per_node']:.3f}",
-            f"{b['create_per_node']:.3f}" if b else "-",
-            speedup, f"{r['destroy_per_node']:.3f}", f"{b['destroy_per_node']:.3f}" if b else "-",
+            *(f"{b['create_per_node']:.3f} ({b['create_per_node'] / r['create_per_node']:.1f}x)" if b else "-"
+              for b in found),
+            f"{r['destroy_per_node']:.3f}",
+            *(f"{b['destroy_per_node']:.3f}" if b else "-" for b in found),
             {True: "[green]ok[/green]", False: "[red]FAILED[/red]"}.get(r.get("check_ok"), "-"),
         )
     Console(stderr=True).print(table)
@@ -151,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="20,50,100", help="distrilab lab sizes (default 20,50,100)")
     parser.add_argument("--baseline-sizes", default="20,50", help="baseline sizes (default 20,50)")
+    parser.add_argument("--baseline-pools", default="dir,btrfs",
+                        help="storage drivers of the baseline runs (default dir,btrfs; dir is Distrinet's)")
     parser.add_argument("--quick", action="store_true", help="sizes 10,20 and baseline 10 only")
     parser.add_argument("--no-check", action="store_true", help="skip modules.check after each deploy")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -165,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "method": {
             "distrilab": "nodes, links, fabric reconcilers: copies of an id-shifted template container, "
                          "one ip -batch for all links, one exec per node; then modules.check; then destroy",
-            "baseline": "sequential lxc launch (image), one lxc exec per node, sequential lxc delete --force",
+            "baseline": distrinet.METHOD,
         },
         "distrilab": [],
         "baseline": [],
@@ -178,9 +162,10 @@ def main(argv: list[str] | None = None) -> int:
         for size in sizes:
             print(f"[bench] distrilab: {size} nodes", file=sys.stderr, flush=True)
             results["distrilab"].append(run_distrilab(size, tag, check=not args.no_check))
-        for size in baseline_sizes:
-            print(f"[bench] baseline: {size} nodes", file=sys.stderr, flush=True)
-            results["baseline"].append(run_baseline(size, tag, image_lab))
+        for pool_kind in [p for p in args.baseline_pools.split(",") if p]:
+            for size in baseline_sizes:
+                print(f"[bench] baseline ({pool_kind} pool): {size} nodes", file=sys.stderr, flush=True)
+                results["baseline"].append(run_baseline(size, tag, image_lab, pool_kind))
     finally:
         deploy.destroy(image_lab, ("images",))
     results["load_average_at_end"] = os.getloadavg()
