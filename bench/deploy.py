@@ -12,20 +12,14 @@ from typing import Any
 
 from cdk.model import Lab
 from cdk.stages import STAGES
-from modules.reconcile import Reconciler
+from modules.reconcile import Reconciler, reconciler_for
 
 #: the stages that make a lab's network real on its hosts, in apply order
 NETWORK_STAGES = ("images", "nodes", "links", "fabric")
 
 
 def reconciler_of(stage: str) -> Reconciler[Any, Any]:
-    import importlib
-
-    module = importlib.import_module(next(s.module for s in STAGES if s.name == stage))
-    classes = [v for v in vars(module).values()
-               if isinstance(v, type) and issubclass(v, Reconciler) and v is not Reconciler
-               and v.__module__ == module.__name__]
-    return classes[0]()
+    return reconciler_for(next(s.module for s in STAGES if s.name == stage))
 
 
 def apply(lab: Lab, stages: Iterable[str] = NETWORK_STAGES) -> dict[str, dict[str, float]]:
