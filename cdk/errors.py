@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: how a reconciler's output starts its final error report (modules/reconcile.py prints it, the
+#: terraform runner finds it in a failing provisioner's output and shows it as the error)
+ERROR_LINE_PREFIX = "error: "
+
 
 class DistrilabError(Exception):
     """An error the user can act on; the CLI prints it without a traceback."""
@@ -51,10 +55,33 @@ class ReconcileError(DistrilabError):
         self.failures = failures
         self.hint = hint
         lines = [f"[{module}] {len(failures)} action(s) failed:"]
-        lines += [f"  - {action}: {err}" for action, err in failures]
+        lines += [f"  - {action}: {err}" for action, err in _grouped(failures)]
         if hint:
             lines.append(f"  hint: {hint}")
         super().__init__("\n".join(lines))
+
+
+#: failures with the same error shown one by one before the rest are counted (a full pool or a
+#: failed template skips every node of a 1000-node lab: one line each would bury the cause)
+SAME_ERROR_SHOWN = 2
+
+
+def _grouped(failures: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """`failures` in order; an error text more than SAME_ERROR_SHOWN + 1 actions share is shown
+    for the first SAME_ERROR_SHOWN of them, then counted once."""
+    counts: dict[str, int] = {}
+    for _, err in failures:
+        counts[err] = counts.get(err, 0) + 1
+    seen: dict[str, int] = {}
+    shown: list[tuple[str, str]] = []
+    for action, err in failures:
+        seen[err] = seen.get(err, 0) + 1
+        if counts[err] <= SAME_ERROR_SHOWN + 1 or seen[err] <= SAME_ERROR_SHOWN:
+            shown.append((action, err))
+    for err, n in counts.items():
+        if n > SAME_ERROR_SHOWN + 1:
+            shown.append((f"and {n - SAME_ERROR_SHOWN} more action(s)", err))
+    return shown
 
 
 class ImageBuildError(DistrilabError):

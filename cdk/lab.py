@@ -21,7 +21,8 @@ A lab file (every section but `name` is optional):
     images_options: {mirror: ..., aca_source: ...}
     resources: {defaults: {cpu: 1, memory: 256MiB}, spine: {memory: 512MiB}}
     placement: {strategy: partition}                   # round-robin | partition | file (+ file:)
-    lxd: {storage: auto, storage_size: 20GiB, max_workers: 8, privileged: false}
+    lxd: {storage: auto, storage_size: 20GiB, max_workers: 8, privileged: false,
+          pool: distrilab}                            # pool: created with storage_size if missing
     alcor: null                                        # null | default | {...}
     controller: null                                   # null | {...}
 
@@ -331,6 +332,11 @@ def lab_schema(topology_schema: Mapping[str, Any] | None, kinds: Iterable[str]) 
                         },
                         "max_workers": {"type": "integer", "minimum": 1, "maximum": 64},
                         "privileged": {"type": "boolean"},
+                        "pool": {
+                            "type": "string",
+                            "pattern": "^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$",
+                            "x-expected": "an LXD storage pool name (letters, digits, '_', '.', '-')",
+                        },
                     }
                 ),
                 "alcor": {

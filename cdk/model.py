@@ -139,9 +139,10 @@ class Limits:
 @dataclass(frozen=True)
 class LxdSettings:
     storage: Literal["auto", "btrfs", "dir"] = "auto"
-    storage_size: str = "20GiB"  # btrfs loop file size
+    storage_size: str = "20GiB"  # btrfs loop file size (applies when the pool is created)
     max_workers: int = 8
     privileged: bool = False
+    pool: str = "distrilab"  # the LXD storage pool of the lab's containers (created if missing)
 
 
 @dataclass(frozen=True)

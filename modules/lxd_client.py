@@ -100,7 +100,7 @@ def connect(host: Host | Mapping[str, Any] | None = None, timeout: float | None 
         if not ep.remote:
             sock = local_socket()
             if not sock.exists():
-                raise LxdUnreachableError(str(sock), "no socket", _LOCAL_HINT)
+                raise LxdUnreachableError(str(sock), "no socket", local_hint())
             client = pylxd.Client(endpoint=str(sock) if "LXD_DIR" in os.environ else None, timeout=timeout)
         else:
             assert ep.cert is not None
@@ -125,7 +125,8 @@ def connect(host: Host | Mapping[str, Any] | None = None, timeout: float | None 
                     "'python -m modules.lxd_host ensure'",
                 )
     except (ClientConnectionFailed, LXDAPIException, OSError) as err:
-        raise LxdUnreachableError(ep.describe(), err, _LOCAL_HINT if not ep.remote else _REMOTE_HINT) from err
+        hint = _REMOTE_HINT if ep.remote else local_hint()
+        raise LxdUnreachableError(ep.describe(), err, hint) from err
     return client
 
 
@@ -167,5 +168,26 @@ def _bracket(address: str) -> str:
     return f"[{address}]" if ":" in address and not address.startswith("[") else address
 
 
-_LOCAL_HINT = "start it with 'python -m modules.lxd_host ensure' (installs and starts LXD if needed)"
+_LOCAL_HINT = (
+    "start it with '.ci/setup' or 'python -m modules.lxd_host ensure' (installs and starts LXD if needed), "
+    "then run 'distrilab up' again (it continues)"
+)
+
+
+def custom_lxd_dir() -> Path | None:
+    """$LXD_DIR when it names another directory than the system daemon's."""
+    env = os.environ.get("LXD_DIR")
+    return Path(env) if env and Path(env).resolve() != DEFAULT_LXD_DIR.resolve() else None
+
+
+def local_hint() -> str:
+    """What to do when the local daemon does not answer; distrilab only starts the system's daemon."""
+    custom = custom_lxd_dir()
+    if custom is None:
+        return _LOCAL_HINT
+    return (
+        f"LXD_DIR={custom} names a daemon directory nothing serves: start that daemon, or unset LXD_DIR "
+        f"to use the system's daemon ({DEFAULT_LXD_DIR}; '.ci/setup' or 'python -m modules.lxd_host "
+        "ensure' start it), then run 'distrilab up' again (it continues)"
+    )
 _REMOTE_HINT = "check the host is up, LXD listens on core.https_address and the firewall allows 8443"

@@ -45,6 +45,7 @@ from cdk.aws import READY_MARKER, SSH_USER
 from cdk.errors import DistrilabError, ReconcileError
 from cdk.stages.cluster import POOL, SYSCTLS
 from modules.host_shell import Shell, ShellError, lxd_query, shell_for
+from modules.lxd_client import LxdUnreachableError, custom_lxd_dir, local_hint, local_socket
 from modules.reconcile import Action, Reconciler
 
 log = logging.getLogger(__name__)
@@ -233,6 +234,14 @@ def plan_host(spec: Spec, facts: Facts) -> list[Action]:
             )
         )
     return actions
+
+
+def refuse_custom_daemon_dir(spec: Spec, facts: Facts) -> None:
+    """distrilab starts only the system's daemon: with $LXD_DIR naming another directory where
+    nothing answers, starting `lxd` would bring up a second, empty daemon next to the real one."""
+    local = (spec.endpoint.get("kind") or "local") == "local"
+    if spec.daemon and local and not facts.lxd_answers and custom_lxd_dir() is not None:
+        raise LxdUnreachableError(str(local_socket()), "nothing listens there", local_hint())
 
 
 def dir_source(pool: str) -> str:
@@ -476,6 +485,7 @@ class LxdHost(Reconciler[Spec, Facts]):
         return observe_host(client, sorted(spec.sysctls))
 
     def plan(self, spec: Spec, observed: Facts) -> list[Action]:
+        refuse_custom_daemon_dir(spec, observed)
         return plan_host(spec, observed)
 
     def execute_action(self, client: Shell, spec: Spec, action: Action) -> None:

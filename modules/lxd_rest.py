@@ -85,6 +85,46 @@ class LxdCallError(RuntimeError):
     """An LXD request or operation failed; the text is LXD's own error."""
 
 
+#: how LXD reports a full storage pool: the errno text of the unpack, copy or write that failed
+_NO_SPACE = ("no space left on device", "enospc")
+
+
+def out_of_space(text: str) -> bool:
+    """Whether an LXD error says its storage pool (or the disk under it) is full."""
+    lowered = text.lower()
+    return any(marker in lowered for marker in _NO_SPACE)
+
+
+class PoolFullError(LxdCallError):
+    """LXD could not write to a storage pool: it is full. LXD's own text (thousands of tar lines
+    for an image unpack) is cut to its first line."""
+
+    def __init__(self, pool: str, lxd_text: str):
+        self.pool = pool
+        excerpt = space_excerpt(lxd_text)
+        super().__init__(f"storage pool {pool} is full: no space left on device (LXD: {excerpt})")
+
+
+def space_excerpt(text: str) -> str:
+    """What LXD was doing and the first write that failed, from its (possibly huge) error text:
+    'Failed creating instance from image: Unpack failed: tar: metadata.yaml: Cannot write: No space
+    left on device' instead of the tar command line and one line per file."""
+    lines = text.strip().splitlines() or [""]
+    context = lines[0].split(": Failed to run")[0][:120]
+    failed = next((line for line in lines if out_of_space(line)), "")
+    detail = failed.rsplit("(", 1)[-1].strip()[:160]
+    return context if not detail or detail in context else f"{context}: {detail}"
+
+
+def pool_full_hint(pool: str) -> str:
+    return (
+        f"see 'lxc storage info {pool}'; free space in it (delete unused containers and images), or give "
+        "the lab a bigger pool: lxd.storage_size sizes a pool when it is created, so set a new lxd.pool "
+        "name with a larger lxd.storage_size; then 'distrilab up' continues, or 'distrilab down' "
+        "removes the lab"
+    )
+
+
 @dataclass(frozen=True)
 class ExecResult:
     command: str

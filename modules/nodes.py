@@ -17,12 +17,15 @@ A clean destroy leaves no instance, template or network labelled with the lab.
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from pylxd.exceptions import LXDAPIException
 
 from cdk.errors import DistrilabError, ReconcileError
 from cdk.stages.nodes import template_name
@@ -140,7 +143,8 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
         if missing:
             raise PlanRefused(
                 f"image alias(es) {', '.join(missing)} not found on host {spec.host}",
-                hint="build and import the lab's images first (the 'images' stage of 'distrilab up')",
+                hint="build and import the lab's images first: 'distrilab up' does (its images stage runs "
+                "before this one and re-creates missing aliases; 'npx cdktf deploy' does not detect them)",
             )
         templates = {name: inst for name, inst in instances.items() if inst["config"].get(TEMPLATE_KEY)}
         nodes = {name: inst for name, inst in instances.items() if name not in templates}
@@ -181,6 +185,19 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
     # -------------------------------------------------------------- execute
 
     def execute_action(self, client: Any, spec: Spec, action: Action) -> None:
+        try:
+            self._execute_action(client, spec, action)
+        except (rest.LxdCallError, LXDAPIException) as err:
+            text = rest.error_text(err)
+            if rest.out_of_space(text) and not isinstance(err, rest.PoolFullError):
+                raise rest.PoolFullError(spec.pool, text) from err
+            raise
+
+    def failure_hint(self, failures: list[tuple[str, str]]) -> str | None:
+        pools = sorted({p for _, err in failures for p in _full_pools(err)})
+        return rest.pool_full_hint(pools[0]) if pools else super().failure_hint(failures)
+
+    def _execute_action(self, client: Any, spec: Spec, action: Action) -> None:
         verb, target, data = action.verb, action.target, action.data
         if verb == "create-network":
             body = {"name": target, "type": "bridge", "config": network_config(spec)}
@@ -290,6 +307,11 @@ def instance_devices(spec: Spec, node: NodeSpec) -> dict[str, dict[str, str]]:
         # OVS's userspace (netdev) datapath needs a tap device for its bridge port
         devices["tun"] = {"type": "unix-char", "source": "/dev/net/tun", "path": "/dev/net/tun"}
     return devices
+
+
+def _full_pools(error: str) -> list[str]:
+    """Pools a failure text reports full (rest.PoolFullError's wording)."""
+    return re.findall(r"storage pool (\S+) is full:", error)
 
 
 def _template_of(lab: str, alias: str) -> str:

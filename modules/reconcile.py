@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from cdk.errors import DistrilabError, ReconcileError
+from cdk.errors import ERROR_LINE_PREFIX, DistrilabError, ReconcileError
 
 log = logging.getLogger(__name__)
 
@@ -196,9 +196,14 @@ class Reconciler(Generic[SpecT, ObservedT]):
                     return 0
                 self.converge(self.empty_spec(spec), dry_run=args.dry_run)
         except DistrilabError as err:
-            print(str(err), file=sys.stderr, flush=True)
+            report_error(err)
             return 1
         return 0
+
+
+def report_error(err: DistrilabError) -> None:
+    """The reconciler's last words, marked so `distrilab up/down` shows them as the error."""
+    print(f"{ERROR_LINE_PREFIX}{err}", file=sys.stderr, flush=True)
 
 
 def _describe(err: BaseException) -> str:

@@ -26,7 +26,7 @@ from typing import Any
 
 from cdk.errors import DistrilabError
 from modules.lxd_rest import delete_instance
-from modules.reconcile import Action, Reconciler
+from modules.reconcile import Action, Reconciler, report_error
 
 LAB_KEY = "user.distrilab.lab"
 LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
@@ -183,7 +183,7 @@ class Sweep(Reconciler[SweepSpec, Observed]):
         try:
             self.converge(spec, dry_run=args.dry_run)
         except DistrilabError as err:
-            print(str(err), file=sys.stderr, flush=True)
+            report_error(err)
             return 1
         return 0
 

@@ -74,8 +74,14 @@ def find_drift(
             continue  # not applied yet, or changed: terraform replaces it anyway
         try:
             actions = observe_plan(module, spec)
-        except DistrilabError:
-            raise
+        except DistrilabError as err:
+            if not drifts:
+                raise  # nothing runs before it that could fix this (LXD unreachable, a foreign network)
+            # an earlier stage re-runs first and may repair what this one misses (a deleted image
+            # alias stops the nodes plan): re-run this one after it, it reports for itself if not
+            earlier = drifts[-1]
+            reason = f"cannot plan before {earlier.stage}@{earlier.host} re-runs: {str(err).splitlines()[0]}"
+            actions = [Action("observe", f"{stage}@{host}", reason)]
         except Exception as err:  # an unreachable host is drift too: the stage must run and say why
             actions = [Action("observe", f"{stage}@{host}", f"cannot observe: {err}")]
         if actions:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from cdk.errors import TerraformError
+from cdk.errors import ERROR_LINE_PREFIX, TerraformError
 
 #: the oldest terraform whose -json UI and terraform_data resources we rely on
 MIN_VERSION = (1, 5)
@@ -388,17 +388,39 @@ def _events(lines: Iterator[str]) -> Iterator[Event]:
             yield Event.parse(line)
 
 
+def reconciler_error(output: Sequence[str]) -> str | None:
+    """The error a reconciler reported last in its output (modules/reconcile.report_error), if any."""
+    starts = [i for i, line in enumerate(output) if line.startswith(ERROR_LINE_PREFIX)]
+    if not starts:
+        return None
+    return "\n".join(output[starts[-1]:]).removeprefix(ERROR_LINE_PREFIX).rstrip()
+
+
 def raise_failure(command: str, run: RunOutcome) -> None:
-    """Raise TerraformError naming the error diagnostics and the failing provisioners' output."""
+    """Raise TerraformError: a failing reconciler's own error report when it left one (what the
+    user must act on, without terraform's wrapping that repeats the whole output), else the error
+    diagnostics and the failing provisioners' output."""
     errors = [d for d in run.diagnostics if d.severity == "error"]
     failing = dict.fromkeys([*run.errored, *(d.address for d in errors if d.address)])
     outputs = run.provisioner_output
     provisioner_output = {a: tuple(outputs[a]) for a in failing if outputs.get(a)}
+    reported = {a: text for a, out in provisioner_output.items() if (text := reconciler_error(out))}
+    if reported:
+        lines = [f"{text}\n  (from {address}; terraform {command} stopped there)"
+                 for address, text in reported.items()]
+        others = [d for d in errors if d.address not in reported]
+        lines += [f"terraform {command} also failed: {_indented(d)}" for d in others]
+        raise TerraformError("\n".join(lines), diagnostics=tuple(errors),
+                             provisioner_output=provisioner_output)
     lines = [f"terraform {command} failed:"]
-    lines += [f"  {str(d).replace(chr(10), chr(10) + '  ')}" for d in errors]
+    lines += [f"  {_indented(d)}" for d in errors]
     for address, out in provisioner_output.items():
         lines.append(f"  output of {address}:")
         lines += [f"    | {line}" for line in out[-40:]]
     if not errors and run.stderr.strip():
         lines.append(f"  {run.stderr.strip()}")
     raise TerraformError("\n".join(lines), diagnostics=tuple(errors), provisioner_output=provisioner_output)
+
+
+def _indented(diagnostic: Diagnostic) -> str:
+    return str(diagnostic).replace("\n", "\n  ")

@@ -20,7 +20,7 @@ from cdk import alcor as model
 from cdk.errors import LabFileError, Problem
 from cdk.model import Host, Lab, Node
 from cdk.stages import common
-from cdk.stages.nodes import DEFAULT_POOL, image_alias, management_network
+from cdk.stages.nodes import image_alias, management_network
 
 #: the image recipe whose servers run the Alcor Control Agent (and so get registered)
 ACA_IMAGE = "aca"
@@ -176,7 +176,7 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
     nodes = [node_entry(lab, n, deployment) for n in sorted(aca_nodes(lab), key=lambda n: n.name)]
     return {
         **common(lab, host),
-        "pool": DEFAULT_POOL,
+        "pool": lab.lxd.pool,
         "privileged": lab.lxd.privileged,
         "network": {"name": management_network(lab.name), "gateway": lab.addressing.management_gateway},
         "jar_dir": _jar_dir(lab, deployment),

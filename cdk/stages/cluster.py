@@ -31,7 +31,7 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
         **common(lab, host),
         "endpoint": {"name": host.name, "kind": host.kind, "address": host.address},
         "ssh_user": host.ssh_user,
-        "pool": {"name": POOL, "driver": lab.lxd.storage, "size": lab.lxd.storage_size},
+        "pool": {"name": lab.lxd.pool, "driver": lab.lxd.storage, "size": lab.lxd.storage_size},
         "sysctls": dict(SYSCTLS),
         "cluster": {
             "enabled": clustered,

@@ -37,7 +37,7 @@ from cdk.stages.alcor import (
     deployment_of,
     node_entry,
 )
-from cdk.stages.nodes import DEFAULT_POOL, image_alias, management_network
+from cdk.stages.nodes import image_alias, management_network
 
 FIELDS = ("scenario", "mode", "image", "target", "endpoints", "timeout", "resources")
 MODES = ("container", "host")
@@ -143,7 +143,7 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
     return {
         **common(lab, host),
         "mode": section["mode"],
-        "pool": DEFAULT_POOL,
+        "pool": lab.lxd.pool,
         "privileged": lab.lxd.privileged,
         "network": {"name": management_network(lab.name), "gateway": lab.addressing.management_gateway},
         "instance": controller_instance(lab.name),

@@ -14,8 +14,6 @@ from cdk.stages import common
 
 OVS_PACKAGE = "openvswitch-switch"
 
-#: the storage pool the cluster stage prepares on every host
-DEFAULT_POOL = "distrilab"
 #: Linux interface names are at most 15 characters
 _IFNAME_MAX = 15
 
