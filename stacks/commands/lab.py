@@ -54,12 +54,12 @@ def validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _synth(args: argparse.Namespace):  # -> stacks.deploy.Synthesized
+def _synth(args: argparse.Namespace, check_host_routes: bool = True):  # -> stacks.deploy.Synthesized
     with ThreadPoolExecutor(max_workers=1) as pool:
         # importing cdktn starts jsii's node process and loads the library (~1 s, mostly spent
         # in node): overlap it with loading the lab, which is Python work
         importing = pool.submit(importlib.import_module, "stacks.deploy")
-        lab = load(args.lab)
+        lab = load(args.lab, check_host_routes)
         deploy = importing.result()
     outdir = getattr(args, "outdir", None)
     synthesized = deploy.synth(lab, outdir) if outdir else deploy.synth(lab)
@@ -123,7 +123,9 @@ def down(args: argparse.Namespace) -> int:
     from stacks import deploy
     from stacks.progress import ApplyProgress
 
-    synthesized = _synth(args)
+    # a lab being torn down must not be held hostage by a route that appeared since it came up
+    # (another lab or tool taking its range): destroy needs the lab's identity, not a free range
+    synthesized = _synth(args, check_host_routes=False)
     with ApplyProgress(synthesized, console, title="down") as progress:
         result = deploy.apply(synthesized, progress.handle, destroy=True)
     console.print(f"[green]down[/] {synthesized.lab.name}: {len(result.completed)} resource(s) destroyed")
