@@ -488,11 +488,7 @@ class AlcorReconciler(Reconciler[Spec, dict[str, Any]]):
     def execute_action(self, client: Any, spec: Spec, action: Action) -> None:
         verb, target, data = action.verb, action.target, action.data
         if verb in ("create-template", "recreate-template"):
-            if verb == "recreate-template":
-                rest.delete_instance(client, target, data["running"])
-            nodes._create_template(
-                client, _nodes_spec(spec), target, data["image"], data["fingerprint"], owner=OWNER
-            )
+            nodes.converge_template(client, _nodes_spec(spec), action, owner=OWNER)
         elif verb == "delete":
             rest.delete_instance(client, target, data["running"])
         elif verb in ("create", "recreate", "start", "restart"):
@@ -537,7 +533,7 @@ class AlcorReconciler(Reconciler[Spec, dict[str, Any]]):
         elif verb == "restart":
             rest.set_state(client, svc.instance, "restart", force=True)
         else:
-            nodes._start_and_verify(client, svc.instance, data.get("status"))
+            nodes.start_and_verify(client, svc.instance, data.get("status"))
         wait_healthy(client, svc)
 
 
@@ -789,7 +785,7 @@ def _create_service(client: Any, spec: Spec, svc: ServiceSpec, data: dict[str, A
     if not ignite_image:
         push_file(client, svc.instance, PROPERTIES_FILE, properties_file(svc).encode())
     push_file(client, svc.instance, env_path, (env_text + env_block(svc, pushed, ignite_image)).encode())
-    nodes._start_and_verify(client, svc.instance)
+    nodes.start_and_verify(client, svc.instance)
 
 
 def _launcher_env(client: Any, svc: ServiceSpec) -> tuple[str, str, bool]:

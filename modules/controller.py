@@ -274,17 +274,13 @@ class ControllerReconciler(Reconciler[Spec, dict[str, Any]]):
     def execute_action(self, client: Any, spec: Spec, action: Action) -> None:
         verb, target, data = action.verb, action.target, action.data
         if verb in ("create-template", "recreate-template"):
-            if verb == "recreate-template":
-                rest.delete_instance(client, target, data["running"])
-            nodes._create_template(
-                client, _nodes_spec(spec), target, data["image"], data["fingerprint"], owner=OWNER
-            )
+            nodes.converge_template(client, _nodes_spec(spec), action, owner=OWNER)
         elif verb in ("create", "recreate"):
             if verb == "recreate":
                 rest.delete_instance(client, target, data["running"])
             _create_container(client, spec, data)
         elif verb == "start":
-            nodes._start_and_verify(client, target)
+            nodes.start_and_verify(client, target)
         elif verb == "delete":
             rest.delete_instance(client, target, data["running"])
         elif verb == "run":
@@ -342,7 +338,7 @@ def _create_container(client: Any, spec: Spec, data: dict[str, Any]) -> None:
     push_file(
         client, spec.instance, "/etc/distrilab/boot.d/10-controller-address", hook.encode(), mode="0755"
     )
-    nodes._start_and_verify(client, spec.instance)
+    nodes.start_and_verify(client, spec.instance)
 
 
 def _source_files() -> list[tuple[Path, str]]:

@@ -209,9 +209,7 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
         elif verb == "delete-network":
             rest.wait_operation(client, client.api.networks[target].delete())
         elif verb in ("create-template", "recreate-template"):
-            if verb == "recreate-template":
-                rest.delete_instance(client, target, data["running"])
-            _create_template(client, spec, target, data["image"], data["fingerprint"])
+            converge_template(client, spec, action)
         elif verb in ("create", "recreate"):
             if verb == "recreate":
                 rest.delete_instance(client, target, data["running"])
@@ -224,14 +222,14 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
                 "devices": instance_devices(spec, node),
             }
             rest.wait_operation(client, client.api.instances.post(json=body, params=_target(spec)))
-            _start_and_verify(client, target)
+            start_and_verify(client, target)
         elif verb == "update":
             patch = {k: v for k, v in (("config", data.get("config")), ("devices", data.get("devices"))) if v}
             rest.wait_operation(client, client.api.instances[target].patch(json=patch))
             if data.get("status") != "Running":
-                _start_and_verify(client, target, data.get("status"))
+                start_and_verify(client, target, data.get("status"))
         elif verb == "start":
-            _start_and_verify(client, target, data.get("status"))
+            start_and_verify(client, target, data.get("status"))
         elif verb == "delete":
             rest.delete_instance(client, target, data["running"])
         else:
@@ -386,7 +384,15 @@ def _plan_node(
     return []
 
 
-def _create_template(
+def converge_template(client: Any, spec: Spec, action: Action, owner: str = OWNER) -> None:
+    """Carry out a `create-template`/`recreate-template` action (the alcor and controller stages
+    plan the same actions for their own images, owned by them)."""
+    if action.verb == "recreate-template":
+        rest.delete_instance(client, action.target, action.data["running"])
+    create_template(client, spec, action.target, action.data["image"], action.data["fingerprint"], owner)
+
+
+def create_template(
     client: Any, spec: Spec, name: str, alias: str, fingerprint: str, owner: str = OWNER
 ) -> None:
     config = {
@@ -422,7 +428,7 @@ def _mark_bridge(bridge: str, lab: str) -> None:
                    check=False, capture_output=True)
 
 
-def _start_and_verify(client: Any, name: str, status: str | None = "Stopped") -> None:
+def start_and_verify(client: Any, name: str, status: str | None = "Stopped") -> None:
     rest.set_state(client, name, "unfreeze" if status == "Frozen" else "start")
     now = rest.status(client, name)
     if now != "Running":
