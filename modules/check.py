@@ -22,6 +22,7 @@ from typing import Any
 from cdk.model import Lab, Node
 from cdk.stages.nodes import endpoint
 from modules import lxd_rest as rest
+from modules.node_shell import NodeShell
 
 Progress = Callable[[str], None]
 
@@ -49,19 +50,22 @@ class Report:
 
 
 class Lxd:
-    """One client per host of the lab, and the instance -> client mapping."""
+    """One node shell per host of the lab, and the instance -> shell mapping."""
 
     def __init__(self, lab: Lab, workers: int):
         hosts = {h.name: h for h in lab.hosts}
-        clients = {name: rest.connect(endpoint(h), workers) for name, h in hosts.items()
-                   if any(lab.placement.assignment[n.name] == name for n in lab.topology.nodes)}
+        shells = {name: NodeShell.for_endpoint(rest.connect(endpoint(h), workers), endpoint(h))
+                  for name, h in hosts.items()
+                  if any(lab.placement.assignment[n.name] == name for n in lab.topology.nodes)}
         self.lab = lab
-        self.clients = {lab.instance_name(n.name): clients[lab.placement.assignment[n.name]]
-                        for n in lab.topology.nodes}
+        self.shells = {lab.instance_name(n.name): shells[lab.placement.assignment[n.name]]
+                       for n in lab.topology.nodes}
+        for shell in shells.values():
+            shell.prime(list(self.shells))
 
     def sh(self, node: Node, script: str, timeout: int = 120) -> rest.ExecResult:
         instance = self.lab.instance_name(node.name)
-        return rest.sh(self.clients[instance], instance, script, timeout=timeout)
+        return self.shells[instance].sh(instance, script, timeout=timeout)
 
 
 def run_checks(

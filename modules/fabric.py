@@ -7,8 +7,9 @@ on servers the fabric address of each fabric interface; on switches one OVS brid
 added (a Clos has loops), every fabric port added with TX checksum offload off (the netdev
 datapath drops TCP over veth otherwise) and up; server-facing ports are RSTP edge ports.
 The script is idempotent and lives in boot.d, so a restarted container configures itself again.
-Observation is one exec per node (script digest, `ip -j addr`, OVS bridge/ports, offloads);
-only nodes whose state differs are configured, with one exec each. Destroy changes nothing:
+Observation is one script per node (script digest, `ip -j addr`, OVS bridge/ports, offloads);
+only nodes whose state differs are configured, with one script each (modules/node_shell.py runs
+them: nsenter on the local host, LXD exec elsewhere). Destroy changes nothing:
 the configuration disappears with the containers (modules/nodes.py).
 """
 
@@ -26,6 +27,7 @@ from typing import Any
 
 from cdk.errors import DistrilabError
 from modules import lxd_rest as rest
+from modules.node_shell import NodeShell
 from modules.reconcile import Action, Reconciler
 
 OWNER = "fabric"
@@ -94,19 +96,21 @@ class FabricReconciler(Reconciler[Spec, dict[str, Any]]):
     def empty_spec(self, spec: Spec) -> Spec:
         return dataclasses.replace(spec, nodes=())
 
-    def connect(self, spec: Spec) -> Any:
-        return rest.connect(spec.endpoint or {"name": spec.host}, self.max_workers(spec))
+    def connect(self, spec: Spec) -> NodeShell:
+        endpoint = spec.endpoint or {"name": spec.host}
+        return NodeShell.for_endpoint(rest.connect(endpoint, self.max_workers(spec)), endpoint)
 
     # -------------------------------------------------------------- observe (reads only)
 
-    def observe(self, client: Any, spec: Spec) -> dict[str, Any]:
-        owned = rest.owned_instances(client, spec.lab) if spec.nodes else {}
+    def observe(self, shell: NodeShell, spec: Spec) -> dict[str, Any]:
+        owned = rest.owned_instances(shell.client, spec.lab) if spec.nodes else {}
+        shell.prime([n.instance for n in spec.nodes])
 
         def one(node: NodeSpec) -> dict[str, Any]:
             status = owned.get(node.instance, {}).get("status", "missing")
             if status != "Running":
                 return {"status": status}
-            result = rest.sh(client, node.instance, OBSERVE_SCRIPT, timeout=60)
+            result = shell.sh(node.instance, OBSERVE_SCRIPT, timeout=60)
             return {"status": status, **parse_observation(result.stdout)}
 
         workers = max(1, min(self.max_workers(spec), len(spec.nodes)))
@@ -130,8 +134,8 @@ class FabricReconciler(Reconciler[Spec, dict[str, Any]]):
 
     # -------------------------------------------------------------- execute
 
-    def execute_action(self, client: Any, spec: Spec, action: Action) -> None:
-        rest.sh(client, action.target, install_and_run(action.data["script"]), timeout=180).check()
+    def execute_action(self, shell: NodeShell, spec: Spec, action: Action) -> None:
+        shell.sh(action.target, install_and_run(action.data["script"]), timeout=180).check()
 
 
 # ------------------------------------------------------------------ the node script (pure)

@@ -21,11 +21,11 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from cdk.errors import DistrilabError
 from modules import lxd_rest as rest
+from modules.node_shell import container_init_pids
 from modules.reconcile import Action, ProgressCallback, Reconciler
 
 OWNER = "links"
@@ -288,31 +288,6 @@ def parse_interfaces(links: list[dict[str, Any]], prefix: str) -> dict[str, dict
                               "port": data.get("port")}
         result[item["ifname"]] = entry
     return result
-
-
-def container_init_pids(names: Sequence[str], proc: Path = Path("/proc")) -> dict[str, int]:
-    """Init pids of running LXD containers, from one scan of /proc (local host only).
-
-    Each container's init is the child of its `[lxc monitor] <lxd dir> <name>` process; LXD's
-    /state call would also give it, but computes disk and network usage first (~0.1 s each).
-    """
-    wanted = set(names)
-    monitors: dict[int, str] = {}
-    parents: dict[int, int] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-            stat = (entry / "stat").read_text()
-        except OSError:  # the process ended while we looked
-            continue
-        if cmdline.startswith("[lxc monitor] "):
-            name = cmdline.rsplit(" ", 1)[-1]
-            if name in wanted:
-                monitors[int(entry.name)] = name
-        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
-    return {monitors[ppid]: pid for pid, ppid in sorted(parents.items()) if ppid in monitors}
 
 
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")

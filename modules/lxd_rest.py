@@ -211,9 +211,13 @@ def execute(client: Any, name: str, argv: list[str], timeout: int = 120) -> Exec
     for fd in ("1", "2"):
         path = outputs.get(fd)
         texts[fd] = _read_log(client, name, path) if path else ""
+    return ExecResult(command_text(argv), int(meta.get("return", -1)), texts["1"], texts["2"])
+
+
+def command_text(argv: list[str]) -> str:
+    """A command line for messages, cut at 120 characters."""
     text = shlex.join(argv)
-    return ExecResult(text if len(text) < 120 else text[:117] + "...", int(meta.get("return", -1)),
-                      texts["1"], texts["2"])
+    return text if len(text) < 120 else text[:117] + "..."
 
 
 def _read_log(client: Any, name: str, path: str) -> str:

@@ -25,6 +25,7 @@ from cdk.model import Lab
 from cdk.stages import STAGES
 from modules import lxd_rest as rest
 from modules.check import run_checks
+from modules.node_shell import NodeShell
 from stacks.paths import Paths
 from tests.e2e.conftest import lab_leftovers
 
@@ -70,6 +71,15 @@ def test_clos_lifecycle(lab_name: str) -> None:
         report = run_checks(lab)
         assert {c.name for c in report.checks} == {"rstp", "ping", "tcp"}
         assert "12/12" in next(c.summary for c in report.checks if c.name == "ping")
+
+        # nsenter (the local way into a node) sees what LXD exec sees: root, files, network
+        server = lab.instance_name("srv-01-01")
+        script = "id -u; hostname; ip -o -4 addr show dev eth1 | wc -l; echo oops >&2; exit 3"
+        shell = NodeShell(client, local=True)
+        assert shell.init_pid(server) is not None
+        direct, via_lxd = shell.sh(server, script), rest.sh(client, server, script)
+        assert (direct.returncode, direct.stdout, direct.stderr) == (3, f"0\n{server}\n1\n", "oops\n")
+        assert (via_lxd.returncode, via_lxd.stdout, via_lxd.stderr) == (3, f"0\n{server}\n1\n", "oops\n")
 
         # converged: a second apply has nothing to do
         assert planned(lab) == {stage: [] for stage in HOST_STAGES}

@@ -14,6 +14,7 @@ from modules.fabric import (
     render_script,
     script_digest,
 )
+from modules.node_shell import NodeShell
 from tests.fakes.lxd import FakeLxd
 from tests.modules.plan_cases import HERE, cases, check_case
 
@@ -67,7 +68,7 @@ def test_execute_writes_the_boot_script_and_runs_it_once_per_node() -> None:
     actions = r.plan(spec, {"host_datapath": "netdev", "nodes": {n.instance: {"status": "Running"}
                                                                    for n in spec.nodes}})
     assert len(actions) == len(spec.nodes)
-    assert r.execute(fake, spec, actions) == []
+    assert r.execute(NodeShell(fake, local=False), spec, actions) == []
     assert sorted(name for name, _ in fake.execs) == sorted(n.instance for n in spec.nodes)
     for _, argv in fake.execs:
         command = argv[-1]
@@ -86,5 +87,6 @@ def test_failed_script_fails_the_action() -> None:
     fake.add_instance(node.instance)
     r = FabricReconciler()
     actions = r.plan(spec, {"host_datapath": "netdev", "nodes": {node.instance: {"status": "Running"}}})
-    failures = r.execute(fake, spec, [a for a in actions if a.target == node.instance])
+    mine = [a for a in actions if a.target == node.instance]
+    failures = r.execute(NodeShell(fake, local=False), spec, mine)
     assert len(failures) == 1 and "ethtool" in failures[0][1]

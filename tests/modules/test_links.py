@@ -10,7 +10,7 @@ import pytest
 from bench.labs import leaf_spine
 from cdk.model import Host, Placement
 from cdk.stages import links as stage
-from modules.links import LinksReconciler, container_init_pids, parse_interfaces, run_ip_batch
+from modules.links import LinksReconciler, parse_interfaces, run_ip_batch
 from modules.reconcile import Action
 from tests.modules.plan_cases import cases, check_case
 
@@ -79,19 +79,3 @@ def test_ip_batch_failures_are_mapped_to_their_action() -> None:
     errors = run_ip_batch([fine, broken])
     assert list(errors) == [broken]
     assert "dl-nonexist0" in errors[broken]
-
-
-def test_container_init_pids_from_a_proc_tree(tmp_path: Path) -> None:
-    def proc(pid: int, ppid: int, cmdline: bytes) -> None:
-        d = tmp_path / str(pid)
-        d.mkdir()
-        (d / "cmdline").write_bytes(cmdline)
-        (d / "stat").write_text(f"{pid} (some (odd) name) S {ppid} 0 0\n")
-
-    proc(10, 1, b"[lxc monitor] /var/lib/lxd/containers dl-a-leaf-01")
-    proc(11, 10, b"/usr/bin/tini\0--\0/usr/lib/distrilab/init")
-    proc(20, 1, b"[lxc monitor] /var/lib/lxd/containers dl-other")
-    proc(21, 20, b"/sbin/init")
-    proc(30, 11, b"runsvdir")
-    (tmp_path / "self").mkdir()
-    assert container_init_pids(["dl-a-leaf-01", "dl-a-missing"], proc=tmp_path) == {"dl-a-leaf-01": 11}
