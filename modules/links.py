@@ -9,14 +9,15 @@ Everything is created, repaired and deleted with one `ip -batch` per phase (no p
 measured 1.7 ms per NIC against 33 ms for LXD's device API (one PATCH per container with all its
 NICs) and 54 ms with one PATCH per NIC. A node container that is deleted takes its veth pair
 with it; the next apply sees the missing host end and recreates it. A clean destroy leaves no
-interface with the lab's ifalias. Runs on the host it reconciles (the `ip` calls are local).
+interface with the lab's ifalias. The `ip` calls run on the host the spec names: here for a
+`local` host, over ssh (modules/host_shell.py) for the others.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-import subprocess
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from typing import Any
 
 from cdk.errors import DistrilabError
 from modules import lxd_rest as rest
+from modules.host_shell import LocalShell, Shell, shell_for
 from modules.node_shell import container_init_pids
 from modules.reconcile import Action, ProgressCallback, Reconciler
 
@@ -66,6 +68,12 @@ class Spec:
     alias_prefix: str
     links: tuple[LinkSpec, ...]
     endpoint: dict[str, Any] | None = field(default=None, compare=False)
+    ssh_user: str | None = None
+
+    @property
+    def shell(self) -> Shell:
+        """Where the `ip` commands run: this machine, or the host over ssh."""
+        return shell_for(self.endpoint, self.ssh_user)
 
 
 def _alias(spec: Spec, link: LinkSpec, end: End | None = None) -> str:
@@ -87,12 +95,12 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
             )
             return Spec(lab=data["lab"], host=data["host"], max_workers=int(data.get("max_workers") or 8),
                         alias_prefix=data.get("alias_prefix") or f"distrilab:{data['lab']}:", links=links,
-                        endpoint=data.get("endpoint"))
+                        endpoint=data.get("endpoint"), ssh_user=data.get("ssh_user"))
         except (KeyError, TypeError) as err:
             raise DistrilabError(f"links spec: missing or malformed field {err}") from err
 
     def empty_spec(self, spec: Spec) -> Spec:
-        return Spec(spec.lab, spec.host, spec.max_workers, spec.alias_prefix, (), spec.endpoint)
+        return dataclasses.replace(spec, links=())
 
     def connect(self, spec: Spec) -> Any:
         return rest.connect(spec.endpoint or {"name": spec.host}, self.max_workers(spec))
@@ -100,7 +108,7 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
     # -------------------------------------------------------------- observe (reads only)
 
     def observe(self, client: Any, spec: Spec) -> dict[str, Any]:
-        interfaces = observe_interfaces(spec.alias_prefix)
+        interfaces = observe_interfaces(spec.alias_prefix, spec.shell)
         # the management bridge carries the lab's ifalias too, but belongs to the nodes stage
         interfaces = {n: i for n, i in interfaces.items() if i["alias"] != f"{spec.alias_prefix}management"}
         instances: dict[str, str] = {}
@@ -143,7 +151,7 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
             errors: dict[Action, str] = {}
             if phase == PHASE_END:
                 batch, errors = self._with_pids(client, spec, batch)
-            errors.update(run_ip_batch(batch))
+            errors.update(run_ip_batch(batch, spec.shell))
             for action in [*batch, *[a for a in errors if a not in batch]]:
                 done += 1
                 err = errors.get(action)
@@ -157,7 +165,7 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
         return failures
 
     def execute_action(self, client: Any, spec: Spec, action: Action) -> None:
-        errors = run_ip_batch([action])
+        errors = run_ip_batch([action], spec.shell)
         if errors:
             raise rest.LxdCallError(errors[action])
 
@@ -166,14 +174,14 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
     ) -> tuple[list[Action], dict[Action, str]]:
         """Fill in the init pid of each end's container (its network namespace) for the veth lines."""
         instances = sorted({a.data["instance"] for a in batch})
-        pids = container_init_pids(instances)
+        pids = container_init_pids(instances) if isinstance(spec.shell, LocalShell) else {}
 
         def pid_of(name: str) -> int:
             state = rest.metadata(client.api.instances[name].state.get())
             return int(state.get("pid") or 0) if state.get("status") == "Running" else 0
 
         unknown = [name for name in instances if name not in pids]
-        if unknown:  # not found in /proc (another LXD layout): ask LXD, which is 20x slower
+        if unknown:  # another host, or another LXD layout: ask LXD, which is 20x slower
             workers = max(1, min(self.max_workers(spec), len(unknown)))
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 pids.update(zip(unknown, pool.map(pid_of, unknown), strict=True))
@@ -259,10 +267,9 @@ def _plan_end(spec: Spec, link: LinkSpec, end: End, have: dict[str, Any] | None)
 # ------------------------------------------------------------------ host side
 
 
-def observe_interfaces(prefix: str) -> dict[str, dict[str, Any]]:
+def observe_interfaces(prefix: str, shell: Shell | None = None) -> dict[str, dict[str, Any]]:
     """The host interfaces whose ifalias starts with `prefix` (one `ip -j -d link show`)."""
-    proc = subprocess.run(["ip", "-j", "-d", "link", "show"], check=True, capture_output=True, text=True)
-    out = proc.stdout
+    out = (shell or LocalShell()).run(["ip", "-j", "-d", "link", "show"]).stdout
     return parse_interfaces(json.loads(out or "[]"), prefix)
 
 
@@ -293,7 +300,7 @@ def parse_interfaces(links: list[dict[str, Any]], prefix: str) -> dict[str, dict
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")
 
 
-def run_ip_batch(actions: Sequence[Action]) -> dict[Action, str]:
+def run_ip_batch(actions: Sequence[Action], shell: Shell | None = None) -> dict[Action, str]:
     """Run every action's `ip` lines in one `ip -force -batch`; map each failed line to its action."""
     lines: list[str] = []
     owner: list[Action] = []
@@ -303,8 +310,8 @@ def run_ip_batch(actions: Sequence[Action]) -> dict[Action, str]:
             owner.append(action)
     if not lines:
         return {}
-    proc = subprocess.run(["ip", "-force", "-batch", "-"], input="\n".join(lines) + "\n",
-                          capture_output=True, text=True)
+    proc = (shell or LocalShell()).run(["ip", "-force", "-batch", "-"], stdin="\n".join(lines) + "\n",
+                                       check=False)
     if proc.returncode == 0:
         return {}
     errors: dict[Action, str] = {}

@@ -95,5 +95,5 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
     bridges = [link["bridge"] for link in links]
     if len(set(bridges)) != len(bridges):  # 2^32 names: practically never; refuse rather than merge links
         raise DistrilabError(f"{lab.source}: two links of lab {lab.name} hash to the same bridge name")
-    return {**common(lab, host), "endpoint": endpoint(host), "alias_prefix": alias_prefix(lab.name),
-            "links": links}
+    return {**common(lab, host), "endpoint": endpoint(host), "ssh_user": host.ssh_user,
+            "alias_prefix": alias_prefix(lab.name), "links": links}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -10,8 +12,10 @@ import pytest
 from bench.labs import leaf_spine
 from cdk.model import Host, Placement
 from cdk.stages import links as stage
+from modules.host_shell import SshShell
 from modules.links import LinksReconciler, parse_interfaces, run_ip_batch
 from modules.reconcile import Action
+from tests.fakes.lxd import FakeLxd
 from tests.modules.plan_cases import cases, check_case
 
 POOLS = {"management": "10.100.0.0/16", "loopbacks": "10.101.0.0/16", "p2p": "10.102.0.0/16",
@@ -79,3 +83,46 @@ def test_ip_batch_failures_are_mapped_to_their_action() -> None:
     errors = run_ip_batch([fine, broken])
     assert list(errors) == [broken]
     assert "dl-nonexist0" in errors[broken]
+
+
+@dataclasses.dataclass
+class RecordingShell:
+    """Stands in for the ssh shell of a remote host: records what would run there."""
+
+    name: str = "h2"
+    calls: list[tuple[list[str], str | None]] = dataclasses.field(default_factory=list)
+
+    def run(self, cmd: Sequence[str], stdin: str | None = None, check: bool = True,
+            timeout: float | None = 600) -> subprocess.CompletedProcess[str]:
+        self.calls.append((list(cmd), stdin))
+        out = "[]" if list(cmd)[:3] == ["ip", "-j", "-d"] else ""
+        return subprocess.CompletedProcess(list(cmd), 0, out, "")
+
+
+def test_a_remote_hosts_links_are_made_on_that_host_with_pids_from_its_lxd(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lab = leaf_spine("rh", 1, 1, 1, pools=POOLS, host_routes=[])
+    h2 = Host("h2", "ssh", "192.0.2.11", ssh_user="lab")
+    lab = dataclasses.replace(lab, hosts=(h2,), placement=Placement("file", {n.name: "h2" for n in
+                                                                              lab.topology.nodes}, 1))
+    data = stage.build(lab, h2)
+    assert data and data["ssh_user"] == "lab"
+    r = LinksReconciler()
+    spec = r.load_spec(data)
+    assert isinstance(spec.shell, SshShell) and "lab@192.0.2.11" in spec.shell.argv(["true"])
+    shell = RecordingShell()
+    monkeypatch.setattr(LinksReconciler, "connect", lambda self, spec: fake)
+    monkeypatch.setattr(type(spec), "shell", property(lambda self: shell))
+    monkeypatch.setattr("modules.links.container_init_pids", lambda names: pytest.fail("read local /proc"))
+    fake = FakeLxd()
+    for node in lab.topology.nodes:
+        fake.add_instance(lab.instance_name(node.name), config={"user.distrilab.lab": "rh"})
+    assert r.converge(spec) == 2 + 2 * 2  # two bridges, four ends
+    observe, *batches = shell.calls
+    assert observe[0] == ["ip", "-j", "-d", "link", "show"]
+    assert [cmd for cmd, _ in batches] == [["ip", "-force", "-batch", "-"]] * 2
+    ends = batches[1][1] or ""
+    # the veth peers go into the namespace of the pid the host's LXD reported (the fake's pid)
+    pid = 1000 + len(lab.instance_name("srv-01-01"))
+    assert f"netns {pid}" in ends and "{pid}" not in ends
