@@ -3,11 +3,11 @@
     .venv/bin/python -m bench.nodes [--sizes 20,50,100] [--baseline-sizes 20,50] [--quick]
 
 For each size, a leaf-spine lab of exactly that many nodes goes through the images, nodes,
-links and fabric reconcilers (template copies, one ip -batch for links, one exec per node),
-then `modules.check` (RSTP, all-pairs ping, TCP across racks), then destroy. The baseline
-(bench/distrinet.py) builds the same lab, nodes, links and addresses, with Distrinet's sequence
-of lxc/ip commands, in the same run on the same images, on a new `dir` pool (Distrinet's
-documented LXD set-up) and on the btrfs pool distrilab uses.
+links and fabric reconcilers (template copies, one ip -batch for links, one script per node
+entered with nsenter), then `modules.check` (RSTP, all-pairs ping, TCP across racks), then
+destroy. The baseline (bench/distrinet.py) builds the same lab, nodes, links and addresses,
+with Distrinet's sequence of lxc/ip commands, in the same run on the same images, on a new
+`dir` pool (Distrinet's documented LXD set-up) and on the btrfs pool distrilab uses.
 Reports seconds per node (rich table on stderr) and writes bench/results/nodes.json.
 """
 
@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                     "load_average_at_start": os.getloadavg()},
         "method": {
             "distrilab": "nodes, links, fabric reconcilers: copies of an id-shifted template container, "
-                         "one ip -batch for all links, one exec per node; then modules.check; then destroy",
+                         "one ip -batch for all links, one fabric script per node entered with nsenter; "
+                         "then modules.check; then destroy",
             "baseline": distrinet.METHOD,
         },
         "distrilab": [],
