@@ -7,7 +7,8 @@ on servers the fabric address of each fabric interface; on switches one OVS brid
 added (a Clos has loops), every fabric port added with TX checksum offload off (the netdev
 datapath drops TCP over veth otherwise) and up; server-facing ports are RSTP edge ports.
 The script is idempotent and lives in boot.d, so a restarted container configures itself again.
-Observation is one script per node (script digest, `ip -j addr`, OVS bridge/ports, offloads);
+Observation is one script per node (script digest, `ip -j addr`, OVS bridge/ports, offloads),
+skipped where the host sees that a local node has no script yet;
 only nodes whose state differs are configured, with one script each (modules/node_shell.py runs
 them: nsenter on the local host, LXD exec elsewhere). Destroy changes nothing:
 the configuration disappears with the containers (modules/nodes.py).
@@ -110,6 +111,9 @@ class FabricReconciler(Reconciler[Spec, dict[str, Any]]):
             status = owned.get(node.instance, {}).get("status", "missing")
             if status != "Running":
                 return {"status": status}
+            if shell.has_file(node.instance, SCRIPT_PATH) is False:
+                # never configured (a new or recreated node): nothing else to observe
+                return {"status": status, "unconfigured": True}
             result = shell.sh(node.instance, OBSERVE_SCRIPT, timeout=60)
             return {"status": status, **parse_observation(result.stdout)}
 
@@ -292,6 +296,8 @@ def node_drift(node: NodeSpec, datapath: str, script: str, have: dict[str, Any])
     """Pure: why a node's observed state differs from its spec ([] when it is configured)."""
     if have.get("status") != "Running":
         return [f"container {have.get('status', 'missing')}"]
+    if have.get("unconfigured"):
+        return ["not configured yet"]
     reasons = []
     if have.get("script") != script_digest(script):
         reasons.append("script missing" if not have.get("script") else "script changed")

@@ -49,6 +49,17 @@ class NodeShell:
         command = rest.command_text(["sh", "-c", script])
         return rest.ExecResult(command, proc.returncode, proc.stdout, proc.stderr)
 
+    def has_file(self, instance: str, path: str) -> bool | None:
+        """Whether `path` exists in the container, read from the host through its init's root
+        (no process); None when that cannot be seen from here (another host, not running)."""
+        pid = self.init_pid(instance) if self.local else None
+        if pid is None:
+            return None
+        try:
+            return (self.proc / str(pid) / "root" / path.lstrip("/")).exists()
+        except OSError:
+            return None
+
     def init_pid(self, instance: str) -> int | None:
         """The container's init pid, from a cache checked against /proc (a restart changes it)."""
         pid = self._pids.get(instance)

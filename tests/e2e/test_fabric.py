@@ -90,7 +90,14 @@ def test_clos_lifecycle(lab_name: str) -> None:
         plan = planned(lab)
         assert plan["nodes"] == [("create", victim)]
         assert plan["links"] == [("create-end", "srv-02-01:eth1")]
-        deploy.apply(lab, HOST_STAGES)
+        deploy.apply(lab, ("nodes", "links"))
+        # the host sees the new copy has no boot script: fabric observes nothing more in it
+        fabric = deploy.reconciler_of("fabric")
+        spec = fabric.load_spec(next(s for s in STAGES if s.name == "fabric").build(lab, lab.hosts[0]))
+        seen = fabric.observe(fabric.connect(spec), spec)["nodes"]
+        assert seen[victim] == {"status": "Running", "unconfigured": True}
+        assert all("script" in seen[n.instance] for n in spec.nodes if n.instance != victim)
+        deploy.apply(lab, ("fabric",))
         assert_healthy(lab)
 
         # a container in the lab's namespace that the lab did not create

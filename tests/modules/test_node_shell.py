@@ -63,3 +63,15 @@ def test_remote_containers_and_local_ones_without_an_init_go_through_lxd_exec(pr
 def test_local_hosts_are_the_ones_on_the_unix_socket() -> None:
     assert NodeShell.for_endpoint(None, {"name": "local", "kind": "local"}).local
     assert not NodeShell.for_endpoint(None, {"name": "h2", "kind": "ssh", "address": "192.0.2.7"}).local
+
+
+def test_has_file_looks_through_the_inits_root_and_knows_what_it_cannot_see(proc: Path) -> None:
+    script = proc / "11" / "root" / "etc" / "distrilab" / "boot.d" / "50-fabric.sh"
+    script.parent.mkdir(parents=True)
+    (proc / "21" / "root" / "etc").mkdir(parents=True)
+    script.write_text("#!/bin/sh\n")
+    shell = NodeShell(None, local=True, proc=proc)
+    assert shell.has_file("dl-a-leaf-01", "/etc/distrilab/boot.d/50-fabric.sh") is True
+    assert shell.has_file("dl-other", "/etc/distrilab/boot.d/50-fabric.sh") is False
+    assert shell.has_file("dl-a-stopped", "/etc/distrilab/boot.d/50-fabric.sh") is None
+    assert NodeShell(None, local=False, proc=proc).has_file("dl-a-leaf-01", "/etc/hostname") is None
