@@ -54,9 +54,9 @@ class Lxd:
 
     def __init__(self, lab: Lab, workers: int):
         hosts = {h.name: h for h in lab.hosts}
+        used = {lab.placement.assignment[n.name] for n in lab.topology.nodes}
         shells = {name: NodeShell.for_endpoint(rest.connect(endpoint(h), workers), endpoint(h))
-                  for name, h in hosts.items()
-                  if any(lab.placement.assignment[n.name] == name for n in lab.topology.nodes)}
+                  for name, h in hosts.items() if name in used}
         self.lab = lab
         self.shells = {lab.instance_name(n.name): shells[lab.placement.assignment[n.name]]
                        for n in lab.topology.nodes}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -73,10 +73,15 @@ class SshShell:
         return proc
 
 
+def is_local(endpoint: Mapping[str, Any] | None) -> bool:
+    """Whether a host spec's endpoint is this machine (kind `local`, the default)."""
+    return ((endpoint or {}).get("kind") or "local") == "local"
+
+
 def shell_for(endpoint: dict[str, Any] | None, ssh_user: str | None = None) -> Shell:
     """Local hosts get a LocalShell; every other kind is reached over ssh at its address."""
     endpoint = endpoint or {}
-    if (endpoint.get("kind") or "local") == "local":
+    if is_local(endpoint):
         return LocalShell(str(endpoint.get("name") or "local"))
     address = endpoint.get("address")
     if not address:

@@ -26,7 +26,7 @@ from typing import Any
 
 from cdk.errors import DistrilabError
 from modules import lxd_rest as rest
-from modules.host_shell import LocalShell, Shell, shell_for
+from modules.host_shell import LocalShell, Shell, is_local, shell_for
 from modules.node_shell import container_init_pids
 from modules.reconcile import Action, ProgressCallback, Reconciler
 
@@ -174,7 +174,7 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
     ) -> tuple[list[Action], dict[Action, str]]:
         """Fill in the init pid of each end's container (its network namespace) for the veth lines."""
         instances = sorted({a.data["instance"] for a in batch})
-        pids = container_init_pids(instances) if isinstance(spec.shell, LocalShell) else {}
+        pids = container_init_pids(instances) if is_local(spec.endpoint) else {}
 
         def pid_of(name: str) -> int:
             state = rest.metadata(client.api.instances[name].state.get())

@@ -26,6 +26,7 @@ from pylxd.exceptions import ClientConnectionFailed, LXDAPIException
 
 from cdk.errors import DistrilabError
 from cdk.model import Host
+from modules.host_shell import is_local
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +77,11 @@ def endpoint_for(host: Host | Mapping[str, Any] | None) -> Endpoint:
         host if isinstance(host, Mapping) else {"name": host.name, "kind": host.kind, "address": host.address}
     )
     name = str(data.get("name") or "local")
-    kind = data.get("kind") or "local"
-    if kind == "local":
+    if is_local(data):
         return Endpoint(name)
     address = data.get("address")
     if not address:
-        raise DistrilabError(f"host {name}: kind {kind} needs an address to reach its LXD API")
+        raise DistrilabError(f"host {name}: kind {data.get('kind')} needs an address to reach its LXD API")
     certs = cert_dir()
     pinned = certs / "servers" / f"{name}.crt"
     url = address if str(address).startswith("https://") else f"https://{_bracket(str(address))}:{LXD_PORT}"

@@ -44,7 +44,7 @@ from typing import Any
 from cdk.aws import READY_MARKER, SSH_USER
 from cdk.errors import DistrilabError, ReconcileError
 from cdk.stages.cluster import POOL, SYSCTLS
-from modules.host_shell import Shell, ShellError, lxd_query, shell_for
+from modules.host_shell import Shell, ShellError, is_local, lxd_query, shell_for
 from modules.lxd_client import LxdUnreachableError, custom_lxd_dir, local_hint, local_socket
 from modules.reconcile import Action, Reconciler
 
@@ -239,8 +239,7 @@ def plan_host(spec: Spec, facts: Facts) -> list[Action]:
 def refuse_custom_daemon_dir(spec: Spec, facts: Facts) -> None:
     """distrilab starts only the system's daemon: with $LXD_DIR naming another directory where
     nothing answers, starting `lxd` would bring up a second, empty daemon next to the real one."""
-    local = (spec.endpoint.get("kind") or "local") == "local"
-    if spec.daemon and local and not facts.lxd_answers and custom_lxd_dir() is not None:
+    if spec.daemon and is_local(spec.endpoint) and not facts.lxd_answers and custom_lxd_dir() is not None:
         raise LxdUnreachableError(str(local_socket()), "nothing listens there", local_hint())
 
 
@@ -430,8 +429,8 @@ class SudoShell:
 def host_shell(endpoint: dict[str, Any] | None, ssh_user: str | None) -> Shell:
     """The shell of a host: `shell_for`, wrapped in `sudo -n` for remote hosts not logged into as root."""
     shell = shell_for(endpoint, ssh_user)
-    remote = ((endpoint or {}).get("kind") or "local") != "local"
-    return SudoShell(shell.name, shell) if remote and ssh_user not in (None, "root") else shell
+    needs_sudo = not is_local(endpoint) and ssh_user not in (None, "root")
+    return SudoShell(shell.name, shell) if needs_sudo else shell
 
 
 def wait_until_ready(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modules import lxd_rest as rest
-from modules.lxd_client import endpoint_for
+from modules.host_shell import is_local
 
 #: the PATH a command gets inside a node, as with LXD exec
 NODE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -33,7 +33,7 @@ class NodeShell:
 
     @classmethod
     def for_endpoint(cls, client: Any, endpoint: dict[str, Any] | None) -> NodeShell:
-        return cls(client, local=not endpoint_for(endpoint).remote)
+        return cls(client, local=is_local(endpoint))
 
     def sh(self, instance: str, script: str, timeout: int = 120) -> rest.ExecResult:
         pid = self.init_pid(instance) if self.local else None

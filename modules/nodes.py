@@ -30,6 +30,7 @@ from pylxd.exceptions import LXDAPIException
 from cdk.errors import DistrilabError, ReconcileError
 from cdk.stages.nodes import template_name
 from modules import lxd_rest as rest
+from modules.host_shell import is_local
 from modules.reconcile import Action, ProgressCallback, Reconciler
 
 OWNER = "nodes"
@@ -202,7 +203,7 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
         if verb == "create-network":
             body = {"name": target, "type": "bridge", "config": network_config(spec)}
             rest.wait_operation(client, client.api.networks.post(json=body))
-            if target != f"dlm-{spec.lab}" and (spec.endpoint or {}).get("kind", "local") == "local":
+            if target != f"dlm-{spec.lab}" and is_local(spec.endpoint):
                 _mark_bridge(target, spec.lab)
         elif verb == "update-network":
             rest.wait_operation(client, client.api.networks[target].patch(json={"config": data["config"]}))
