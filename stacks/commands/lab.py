@@ -82,6 +82,7 @@ def plan(args: argparse.Namespace) -> int:
     from stacks.progress import plan_table
 
     synthesized = _synth(args)
+    require_programs(synthesized.lab)
     drifted = _report_drift(deploy.drift(synthesized))
     result = deploy.plan(synthesized, replace=drifted)
     if not result.changed:
@@ -97,6 +98,7 @@ def up(args: argparse.Namespace) -> int:
     from stacks.progress import ApplyProgress
 
     synthesized = _synth(args)
+    require_programs(synthesized.lab)
     drifted = _report_drift(deploy.drift(synthesized))
     with ApplyProgress(synthesized, console, title="up") as progress:
         result = deploy.apply(synthesized, progress.handle, replace=drifted)
@@ -110,6 +112,29 @@ def up(args: argparse.Namespace) -> int:
     check_args = args.parser.parse_args(["check", str(args.lab)])
     check_args.parser = args.parser
     return int(check_args.func(check_args))
+
+
+#: what this machine runs for a lab whose hosts are all remote (the cluster stage installs the
+#: rest on them)
+CONTROLLER_PROGRAMS = ("ssh", "ssh-keygen", "ssh-keyscan", "openssl")
+
+
+def require_programs(lab: object) -> None:
+    """Refuse, before anything is created, to run without a program the apply needs here; the
+    error names each program and the Debian package that brings it (modules/programs.py)."""
+    from cdk.errors import DistrilabError
+    from modules.host_shell import is_local
+    from modules.programs import missing
+
+    local = any(is_local({"kind": h.kind}) for h in lab.hosts)  # type: ignore[attr-defined]
+    gaps = [p for p in missing(["host"]) if local or p.name in CONTROLLER_PROGRAMS]
+    if gaps:
+        lines = "\n".join(f"  {p.name}: Debian package {p.package} ({p.why})" for p in gaps)
+        packages = " ".join(sorted({p.package for p in gaps}))
+        raise DistrilabError(
+            f"this machine lacks programs distrilab runs:\n{lines}\n"
+            f"  hint: run .ci/setup (or apt-get install {packages}); `distrilab doctor` lists them all"
+        )
 
 
 def _report_drift(drifts: list[Drift]) -> list[str]:

@@ -14,7 +14,6 @@ from cdk.errors import DistrilabError, ReconcileError
 from cdk.stages.cluster import POOL, SYSCTLS
 from modules.host_shell import LocalShell, ShellError, SshShell, lxd_query, shell_for
 from modules.lxd_host import (
-    PACKAGES,
     ClusterSpec,
     Facts,
     LxdHost,
@@ -24,7 +23,9 @@ from modules.lxd_host import (
     create_pool,
     delete_pool,
     dir_source,
+    fitted_subid,
     install_packages,
+    is_nested,
     join_preseed,
     observe_host,
     parse_spec,
@@ -34,9 +35,12 @@ from modules.lxd_host import (
     start_daemon,
 )
 
+#: what a fresh Debian machine lacks (the probe script of modules/programs.py names them)
+FRESH_MISSING = ("lxd", "lxd-client", "dnsmasq-base", "nftables", "btrfs-progs", "kmod")
 FRESH = Facts(
-    missing_packages=PACKAGES,
+    missing_packages=FRESH_MISSING,
     kernel_btrfs=True,
+    loop_devices=True,
     systemd=False,
     lxd_answers=False,
     sysctls={"fs.inotify.max_user_instances": 128, "fs.inotify.max_user_watches": 8192},
@@ -44,6 +48,7 @@ FRESH = Facts(
 READY = Facts(
     missing_packages=(),
     kernel_btrfs=True,
+    loop_devices=True,
     systemd=False,
     lxd_answers=True,
     daemon_drivers=("btrfs", "dir"),
@@ -70,10 +75,10 @@ def verbs(actions: list) -> list[str]:
 def test_fresh_host_installs_before_starting_then_makes_a_btrfs_pool() -> None:
     actions = plan_host(spec(), FRESH)
     assert verbs(actions) == [
-        "0:install lxd lxd-client nftables btrfs-progs",
+        "0:install lxd lxd-client dnsmasq-base nftables btrfs-progs kmod",
         "0:set sysctls",
-        "1:start lxd daemon",
-        f"3:create pool {POOL}",
+        "2:start lxd daemon",
+        f"4:create pool {POOL}",
     ]
     assert actions[-1].data["driver"] == "btrfs"
     assert "fs.inotify.max_user_instances 128->1024" in actions[1].reason
@@ -161,7 +166,7 @@ def remote_spec(role: str) -> Spec:
 
 def test_joining_member_joins_and_gets_the_pool_through_the_preseed() -> None:
     facts = replace(READY, pools={})
-    assert verbs(plan_host(remote_spec("join"), facts)) == ["2:join lxd cluster"]
+    assert verbs(plan_host(remote_spec("join"), facts)) == ["3:join lxd cluster"]
     preseed = join_preseed(remote_spec("join"), "TOKEN", "btrfs")
     assert preseed["cluster"]["cluster_token"] == "TOKEN"
     assert preseed["cluster"]["server_address"] == "198.51.100.8:8443"
@@ -174,8 +179,8 @@ def test_joining_member_joins_and_gets_the_pool_through_the_preseed() -> None:
 def test_bootstrap_member_enables_clustering_then_creates_the_pool() -> None:
     facts = replace(READY, pools={})
     assert verbs(plan_host(remote_spec("bootstrap"), facts)) == [
-        "2:bootstrap lxd cluster",
-        f"3:create pool {POOL}",
+        "3:bootstrap lxd cluster",
+        f"4:create pool {POOL}",
     ]
     assert bootstrap_preseed(remote_spec("bootstrap")) == {
         "config": {"core.https_address": "198.51.100.8:8443"},
@@ -288,3 +293,45 @@ def test_pool_created_meanwhile_is_reused() -> None:
     )
     create_pool(shell, "p1", "btrfs", "1GiB")
     assert len(shell.commands) == 1
+
+
+# ---------------------------------------------------------------- nested hosts (a host that is a container)
+
+#: the uid map LXD gives an unprivileged container here (root's range of the outer /etc/subuid)
+CONTAINER_MAP = "         0     100000   10000001"
+
+
+def test_a_bare_machine_is_not_nested_and_keeps_its_subids() -> None:
+    assert not is_nested("         0          0 4294967295")
+    assert fitted_subid("0 0 4294967295", "root:100000:10000001\n") is None
+    assert fitted_subid("0 0 4294967295", "") is None  # LXD's default fits an unnamespaced host
+
+
+def test_a_nested_host_gets_a_range_inside_its_own_map() -> None:
+    assert is_nested(CONTAINER_MAP)
+    # the lxd package's entry (100000 + 10000001 > 10000001 mapped) and LXD's default do not fit
+    assert fitted_subid(CONTAINER_MAP, "_lxd:100000:10000001\nroot:100000:10000001\n") == (1000000, 9000001)
+    assert fitted_subid(CONTAINER_MAP, "") == (1000000, 9000001)
+    assert fitted_subid(CONTAINER_MAP, "root:1000000:1000000\n") is None  # already fits: untouched
+
+
+def test_a_host_too_small_for_any_container_is_refused() -> None:
+    with pytest.raises(ReconcileError, match="maps only"):
+        fitted_subid("0 100000 65536", "")
+
+
+def test_nested_host_fixes_ids_and_cgroups_before_the_daemon_starts_and_uses_dir() -> None:
+    facts = replace(FRESH, uid_map=CONTAINER_MAP, loop_devices=False, dangling_cgroups=("cpu", "cpuacct"))
+    actions = plan_host(spec(), facts)
+    assert [v for v in verbs(actions) if not v.startswith("0:")] == [
+        "1:fit subordinate ids",
+        "1:mount cgroup cpu,cpuacct",
+        "2:start lxd daemon",
+        f"4:create pool {POOL}",
+    ]
+    assert actions[-1].data["driver"] == "dir"  # no loop devices in a container: no btrfs loop file
+
+
+def test_a_running_nested_daemon_keeps_its_ids() -> None:
+    facts = replace(READY, uid_map=CONTAINER_MAP)
+    assert verbs(plan_host(spec(), facts)) == []

@@ -11,7 +11,7 @@ import pytest
 
 from stacks import cli
 from stacks.paths import REPO_ROOT
-from stacks.terraform import Terraform
+from stacks.terraform import Terraform, cdktf_env
 
 NODE_MODULES = REPO_ROOT / "node_modules" / ".bin" / "cdktf"
 
@@ -79,12 +79,8 @@ def test_synthesized_lab_passes_terraform_validate_offline(tmp_path: Path) -> No
 def test_distrilab_synth_writes_what_npx_cdktf_synth_writes(tmp_path: Path) -> None:
     lab_file = python_lab(tmp_path, "dlstk-npx")
     stack_json = REPO_ROOT / "cdktf.out" / "stacks" / "dlstk-npx" / "cdk.tf.json"
-    env = {
-        **os.environ,
-        "DISTRILAB_LAB": str(lab_file),
-        "CHECKPOINT_DISABLE": "1",
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-    }
+    # the README's environment, on a machine whose TF_CLI_CONFIG_FILE names a missing file
+    env = cdktf_env({"DISTRILAB_LAB": str(lab_file), "TF_CLI_CONFIG_FILE": "/nonexistent/distrilab.tfrc"})
     npx = shutil.which("npx")
     assert npx, "npx is missing: install node 20 and npm"
     proc = subprocess.run(

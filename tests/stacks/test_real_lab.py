@@ -14,6 +14,7 @@ import pytest
 from cdk.errors import LabFileError
 from stacks import cli
 from stacks.paths import REPO_ROOT, Paths
+from stacks.terraform import cdktf_env
 
 LAB = "dlstk-live"
 #: pools tried in order: the test must not collide with labs other people run on this host
@@ -98,12 +99,8 @@ def test_up_inspect_plan_down(live_lab: Path, capsys: pytest.CaptureFixture[str]
 def test_npx_cdktf_deploy_and_distrilab_share_state(
     live_lab: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    env = {
-        **os.environ,
-        "DISTRILAB_LAB": str(live_lab),
-        "CHECKPOINT_DISABLE": "1",
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-    }
+    # the README's environment, on a machine whose TF_CLI_CONFIG_FILE names a missing file
+    env = cdktf_env({"DISTRILAB_LAB": str(live_lab), "TF_CLI_CONFIG_FILE": "/nonexistent/distrilab.tfrc"})
     npx = shutil.which("npx")
     assert npx, "npx is missing: install node 20 and npm"
     deploy = subprocess.run(
