@@ -257,6 +257,20 @@ _HOST = _obj(
         "address": {"type": "string", "minLength": 1},
         "capacity": {"type": "integer", "minimum": 1, "maximum": 100000},
         "ssh_user": {"type": "string", "minLength": 1},
+        # the private key to log in with (default: one generated for the lab, see modules/lab_secrets)
+        "ssh_key": {"type": "string", "minLength": 1},
+        # pins the host's ssh key (`ssh-keygen -lf` form); needed to accept a key that changed
+        "host_key": {
+            "type": "string",
+            "pattern": "^SHA256:[A-Za-z0-9+/]{43}$",
+            "x-expected": "an ssh host key fingerprint: SHA256: and 43 base64 characters",
+        },
+        # the host interface VXLAN tunnels leave through (default: the route to the peer decides)
+        "underlay": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.-]{1,15}$",
+            "x-expected": "an interface name: at most 15 letters, digits, '_', '.' or '-'",
+        },
         "aws": _obj(
             {
                 "region": {"type": "string", "minLength": 1},
@@ -494,6 +508,7 @@ def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
 
 
 def _check_hosts(data: dict[str, Any], problems: Problems) -> tuple[Host, ...]:
+    source_dir = problems.source.directory
     entries = data.get("hosts", list(DEFAULT_HOSTS))
     first_seen: dict[str, int] = {}
     local = [i for i, h in enumerate(entries) if h.get("kind", "local") == "local"]
@@ -512,6 +527,15 @@ def _check_hosts(data: dict[str, Any], problems: Problems) -> tuple[Host, ...]:
             problems.add(
                 ("hosts", index, "address"), "is required for an ssh host", hint="the host's IP address"
             )
+        if kind != "ssh":
+            for key in ("ssh_key", "host_key"):
+                if key in entry:
+                    problems.add(("hosts", index, key), "only applies to hosts of kind ssh",
+                                 hint=f"kind is {kind!r}")
+        key_file = entry.get("ssh_key")
+        if kind == "ssh" and key_file and not (source_dir / key_file).expanduser().is_file():
+            problems.add(("hosts", index, "ssh_key"), "no such file", key_file,
+                         "a private key file (relative paths start at the lab file's folder)")
         if kind == "aws":
             for key in ("region", "instance_type"):
                 if key not in entry.get("aws", {}):
@@ -534,6 +558,10 @@ def _check_hosts(data: dict[str, Any], problems: Problems) -> tuple[Host, ...]:
             address=e.get("address"),
             capacity=e.get("capacity", Host.capacity),
             ssh_user=e.get("ssh_user"),
+            ssh_key=str((source_dir / e["ssh_key"]).expanduser().resolve()) if e.get("ssh_key") else None,
+            host_key=e.get("host_key"),
+            underlay=e.get("underlay"),
+            capacity_given="capacity" in e,
             aws=dict(sorted(e.get("aws", {}).items())),
         )
         for e in entries

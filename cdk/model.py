@@ -117,6 +117,10 @@ class Host:
     address: str | None = None  # underlay address for VXLAN tunnels and the LXD API
     capacity: int = 1000  # how many nodes it may hold
     ssh_user: str | None = None
+    ssh_key: str | None = None  # absolute path of the private key (None: the lab's own key)
+    host_key: str | None = None  # pinned ssh host key fingerprint (SHA256:...)
+    underlay: str | None = None  # interface VXLAN tunnels leave through
+    capacity_given: bool = False  # False: `up` reads what the host can hold before placing
     aws: dict[str, Any] = field(default_factory=dict)  # instance type, region, ... (kind == aws)
 
 

@@ -55,8 +55,8 @@ class Lxd:
     def __init__(self, lab: Lab, workers: int):
         hosts = {h.name: h for h in lab.hosts}
         used = {lab.placement.assignment[n.name] for n in lab.topology.nodes}
-        shells = {name: NodeShell.for_endpoint(rest.connect(endpoint(h), workers), endpoint(h))
-                  for name, h in hosts.items() if name in used}
+        ends = {name: endpoint(h, lab.name) for name, h in hosts.items() if name in used}
+        shells = {name: NodeShell.for_endpoint(rest.connect(end, workers), end) for name, end in ends.items()}
         self.lab = lab
         self.shells = {lab.instance_name(n.name): shells[lab.placement.assignment[n.name]]
                        for n in lab.topology.nodes}

@@ -8,6 +8,7 @@ own daemon with `lxc query` (its unix socket), which works before any TLS trust 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -49,15 +50,36 @@ class LocalShell:
 
 @dataclass(frozen=True)
 class SshShell:
-    """`ssh -o BatchMode=yes user@address -- <command>`: keys must already be in place."""
+    """`ssh -o BatchMode=yes user@address -- <command>`: keys must already be in place.
+
+    With a lab's `known_hosts` (modules/lab_secrets.py) the host's key must be the one recorded
+    there (`StrictHostKeyChecking=yes`: a changed key is refused, never prompted for); `key` is
+    the private key to log in with."""
 
     name: str
     address: str
     user: str | None = None
+    key: str | None = None
+    known_hosts: str | None = None
+    strict: bool = True  # False: record a new host's key on first contact (cloud instances)
+
+    def options(self) -> list[str]:
+        opts = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15"]
+        if self.key:
+            opts += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
+        if self.known_hosts:
+            # one connection per host, reused by every command for a minute: a reconciler runs
+            # dozens of short commands on a host, each would pay a handshake
+            control = os.path.join(os.path.dirname(self.known_hosts), "ssh-%C")
+            opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", "ControlPersist=60"]
+            checking = "yes" if self.strict else "accept-new"
+            opts += ["-o", f"UserKnownHostsFile={self.known_hosts}",
+                     "-o", f"StrictHostKeyChecking={checking}"]
+        return opts
 
     def argv(self, cmd: Sequence[str]) -> list[str]:
         target = f"{self.user}@{self.address}" if self.user else self.address
-        return ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", target, "--", shlex.join(cmd)]
+        return ["ssh", *self.options(), target, "--", shlex.join(cmd)]
 
     def run(
         self, cmd: Sequence[str], stdin: str | None = None, check: bool = True, timeout: float | None = 600
@@ -86,7 +108,19 @@ def shell_for(endpoint: dict[str, Any] | None, ssh_user: str | None = None) -> S
     address = endpoint.get("address")
     if not address:
         raise DistrilabError(f"host {endpoint.get('name')}: needs an address to be reached over ssh")
-    return SshShell(str(endpoint.get("name")), str(address), ssh_user)
+    lab = endpoint.get("lab")
+    if not lab:  # no lab: the user's own ssh set-up decides
+        return SshShell(str(endpoint.get("name")), str(address), ssh_user)
+    from modules import lab_secrets
+
+    return SshShell(
+        str(endpoint.get("name")),
+        str(address),
+        ssh_user,
+        key=str(lab_secrets.ssh_key(lab, endpoint.get("ssh_key"))),
+        known_hosts=str(lab_secrets.known_hosts(lab)),
+        strict=endpoint.get("kind") != "aws",  # a new instance's key can only be learnt on first contact
+    )
 
 
 def lxd_query(shell: Shell, path: str, method: str = "GET", data: Any = None) -> Any:

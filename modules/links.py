@@ -49,6 +49,7 @@ class Vxlan:
     local: str
     remote: str
     port: int = 4789
+    dev: str | None = None  # underlay interface
 
 
 @dataclass(frozen=True)
@@ -228,7 +229,7 @@ def _plan_vxlan(spec: Spec, link: LinkSpec, have: dict[str, Any] | None) -> list
     assert vx is not None
     create = [
         f"link add {vx.name} mtu {link.mtu} type vxlan id {vx.vni} remote {vx.remote} local {vx.local}"
-        f" dstport {vx.port}",
+        f" dstport {vx.port}" + (f" dev {vx.dev}" if vx.dev else ""),
         f"link set dev {vx.name} alias {_alias(spec, link)} master {link.bridge} addrgenmode none up",
     ]
     if have is None:

@@ -42,10 +42,17 @@ class LxdUnreachableError(DistrilabError):
         super().__init__(f"LXD at {where} does not answer: {err}\n  hint: {hint}")
 
 
-def cert_dir() -> Path:
-    """Where distrilab keeps its LXD client certificate: $DISTRILAB_LXD_CERTS or ~/.config/distrilab/lxd."""
+def cert_dir(lab: str | None = None) -> Path:
+    """Where distrilab keeps an LXD client certificate: $DISTRILAB_LXD_CERTS, else the lab's own
+    (modules/lab_secrets.py) when a lab is named, else ~/.config/distrilab/lxd."""
     env = os.environ.get("DISTRILAB_LXD_CERTS")
-    return Path(env) if env else Path.home() / ".config" / "distrilab" / "lxd"
+    if env:
+        return Path(env)
+    if lab:
+        from modules.lab_secrets import lxd_dir
+
+        return lxd_dir(lab)
+    return Path.home() / ".config" / "distrilab" / "lxd"
 
 
 def local_socket() -> Path:
@@ -82,7 +89,7 @@ def endpoint_for(host: Host | Mapping[str, Any] | None) -> Endpoint:
     address = data.get("address")
     if not address:
         raise DistrilabError(f"host {name}: kind {data.get('kind')} needs an address to reach its LXD API")
-    certs = cert_dir()
+    certs = cert_dir(data.get("lab"))
     pinned = certs / "servers" / f"{name}.crt"
     url = address if str(address).startswith("https://") else f"https://{_bracket(str(address))}:{LXD_PORT}"
     return Endpoint(
@@ -104,19 +111,20 @@ def connect(host: Host | Mapping[str, Any] | None = None, timeout: float | None 
             client = pylxd.Client(endpoint=str(sock) if "LXD_DIR" in os.environ else None, timeout=timeout)
         else:
             assert ep.cert is not None
-            ensure_client_cert(cert_dir())
+            ensure_client_cert(ep.cert[0].parent)
             if ep.verify is False:
                 log.warning(
                     "host %s: no pinned server certificate in %s; TLS is not verified",
                     ep.host,
-                    cert_dir() / "servers",
+                    ep.cert[0].parent / "servers",
                 )
-            client = pylxd.Client(
-                endpoint=ep.url,
-                cert=(str(ep.cert[0]), str(ep.cert[1])),
-                verify=str(ep.verify) if ep.verify else False,
-                timeout=timeout,
+            session = pylxd.client.get_session_for_url(
+                ep.url, verify=str(ep.verify) if ep.verify else False, cert=(str(ep.cert[0]), str(ep.cert[1]))
             )
+            # requests would take REQUESTS_CA_BUNDLE/CURL_CA_BUNDLE from the environment over the
+            # pinned certificate (machines that set them for an egress proxy): LXD is not behind one
+            session.trust_env = False
+            client = pylxd.Client(endpoint=ep.url, timeout=timeout, session=session)
             if not client.trusted:
                 raise LxdUnreachableError(
                     ep.describe(),

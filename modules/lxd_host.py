@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import json
 import logging
 import os
@@ -44,6 +45,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from cdk.aws import READY_MARKER, SSH_USER
@@ -141,7 +143,12 @@ class Facts:
     clustered: bool = False
     #: the host's own uid map (/proc/self/uid_map): not the identity on a nested host
     uid_map: str = "0 0 4294967295"
-    dangling_cgroups: tuple[str, ...] = ()  # cgroup-v1 hierarchies that are broken links here
+    #: cgroup hierarchies this host's processes belong to but that are not mounted where LXD
+    #: looks for them ("dir options", e.g. "cpu cpu", "systemd none,name=systemd")
+    missing_cgroups: tuple[str, ...] = ()
+    trusted: tuple[str, ...] = ()  # sha256 fingerprints of the client certificates the daemon trusts
+    server_certificate: str = ""  # the (cluster's) certificate the API answers with
+    formed_by: str = ""  # the lab whose cluster stage bootstrapped or joined this host (marker)
 
 
 def observe_host(shell: Shell, sysctl_names: Sequence[str]) -> Facts:
@@ -162,7 +169,7 @@ def observe_host(shell: Shell, sysctl_names: Sequence[str]) -> Facts:
         lxd_answers=False,
         sysctls=values,
         uid_map=shell.run(["cat", "/proc/self/uid_map"], check=False).stdout.strip() or "0 0 4294967295",
-        dangling_cgroups=tuple(shell.run(["sh", "-c", DANGLING_CGROUPS], check=False).stdout.split()),
+        missing_cgroups=tuple(shell.run(["sh", "-c", MISSING_CGROUPS], check=False).stdout.splitlines()),
     )
     try:
         server = lxd_query(shell, "/1.0")
@@ -170,12 +177,16 @@ def observe_host(shell: Shell, sysctl_names: Sequence[str]) -> Facts:
     except (ShellError, FileNotFoundError, ValueError):
         return facts
     drivers = tuple(d["Name"] for d in server.get("environment", {}).get("storage_supported_drivers") or [])
+    certificates = lxd_query(shell, "/1.0/certificates?recursion=1") or []
     return replace(
         facts,
         lxd_answers=True,
         daemon_drivers=drivers,
         pools={p["name"]: p["driver"] for p in pools},
         clustered=bool(server.get("environment", {}).get("server_clustered")),
+        trusted=tuple(sorted(c.get("fingerprint", "") for c in certificates)),
+        server_certificate=api_certificate(shell, server),
+        formed_by=shell.run(["cat", CLUSTER_MARKER], check=False).stdout.strip(),
     )
 
 
@@ -193,10 +204,13 @@ def choose_driver(spec_driver: str, facts: Facts, will_install_btrfs: bool) -> s
     return "btrfs" if will_install_btrfs or "btrfs-progs" not in facts.missing_packages else "dir"
 
 
-def plan_host(spec: Spec, facts: Facts) -> list[Action]:
-    """The actions that bring a host to `spec` (pure). Destroy specs (`daemon=False`) plan nothing."""
+def plan_host(spec: Spec, facts: Facts, client_fingerprint: str = "", pinned: str = "") -> list[Action]:
+    """The actions that bring a host to `spec` (pure). `client_fingerprint` is the lab's LXD client
+    certificate, `pinned` the server certificate pinned for the host (multi-host labs).
+    Destroy specs (`daemon=False`) only release what a multi-host lab set up: the lab's trust,
+    and the membership of a host the lab joined to its cluster."""
     if not spec.daemon:
-        return []
+        return plan_release(spec, facts, client_fingerprint)
     actions: list[Action] = []
     # a running daemon without the tools is left alone: installing under it would change nothing
     # until a restart, and restarting a shared daemon is not ours to do
@@ -205,7 +219,9 @@ def plan_host(spec: Spec, facts: Facts) -> list[Action]:
         actions.append(
             Action("install", " ".join(install), "missing packages", 0, {"packages": list(install)})
         )
-    raise_to = {k: v for k, v in sorted(spec.sysctls.items()) if facts.sysctls.get(k, 0) < v}
+    # a sysctl the host does not show (a container sees no neighbour-table limits outside the
+    # initial network namespace) is not ours to set there
+    raise_to = {k: v for k, v in sorted(spec.sysctls.items()) if facts.sysctls.get(k, v) < v}
     if raise_to:
         why = ", ".join(f"{k} {facts.sysctls.get(k, '?')}->{v}" for k, v in raise_to.items())
         # persisted values never lower what the host already has
@@ -215,10 +231,10 @@ def plan_host(spec: Spec, facts: Facts) -> list[Action]:
         # after the install: the lxd package writes its own /etc/subuid entry, which may not fit
         actions.append(Action("fit", "subordinate ids", "nested host: root's range must lie in "
                               "the host's own uid map", 1))
-    if facts.dangling_cgroups:
-        names = ",".join(facts.dangling_cgroups)
-        actions.append(Action("mount", f"cgroup {names}", "dangling links: containers would not start",
-                              1, {"names": list(facts.dangling_cgroups)}))
+    if facts.missing_cgroups and is_nested(facts.uid_map):
+        names = ",".join(m.split()[0] for m in facts.missing_cgroups)
+        actions.append(Action("mount", f"cgroup {names}", "not mounted: containers would not start",
+                              1, {"mounts": list(facts.missing_cgroups)}))
     if not facts.lxd_answers:
         how = "service manager" if facts.systemd else "detached, no service manager"
         actions.append(Action("start", "lxd daemon", f"not answering ({how})", 2, {"systemd": facts.systemd}))
@@ -250,6 +266,23 @@ def plan_host(spec: Spec, facts: Facts) -> list[Action]:
                 {"driver": driver, "size": spec.pool.size, "name": spec.pool.name},
             )
         )
+    if spec.cluster.enabled:
+        if spec.cluster.role == "bootstrap" and client_fingerprint not in facts.trusted:
+            actions.append(Action("trust", f"certificate {trust_name(spec.lab)}", "the lab's client "
+                                  "certificate is not trusted yet", 5))
+        if not facts.server_certificate or pinned.strip() != facts.server_certificate.strip():
+            actions.append(Action("pin", "server certificate", "not pinned for TLS yet", 5))
+    return actions
+
+
+def plan_release(spec: Spec, facts: Facts, client_fingerprint: str) -> list[Action]:
+    if not spec.cluster.enabled or not facts.lxd_answers:
+        return []
+    actions = []
+    if spec.cluster.role == "join" and facts.clustered and facts.formed_by == spec.lab:
+        actions.append(Action("leave", "lxd cluster", f"lab {spec.lab} joined this host to its cluster", 0))
+    if spec.cluster.role == "bootstrap" and client_fingerprint in facts.trusted:
+        actions.append(Action("untrust", f"certificate {trust_name(spec.lab)}", "the lab is destroyed", 1))
     return actions
 
 
@@ -276,15 +309,27 @@ def pool_request(name: str, driver: str, size: str) -> dict[str, Any]:
 # LXD container) sees only the uids its own map gives it. LXD maps its containers into root's
 # subordinate range (/etc/subuid, default 1000000:1000000000 when root has none); the lxd package
 # writes root:100000:10000001, and either can lie outside a container's map: then every container
-# fails to start. And where the outer host mounts `cpu` and `cpuacct` as separate cgroup-v1
-# hierarchies, a container's /sys/fs/cgroup/cpu is a link to a `cpu,cpuacct` that does not exist.
+# fails to start. And a container of this kernel's LXD may find its /sys/fs/cgroup empty (or, where
+# the outer host mounts `cpu` and `cpuacct` apart, holding links to a `cpu,cpuacct` that does not
+# exist): LXD then cannot set up its containers' cgroups. Each missing hierarchy is mounted (the
+# container's cgroup namespace shows its own subtree), on a tmpfs when /sys/fs/cgroup is read-only.
 
 LXD_DEFAULT_SUBID = (1_000_000, 1_000_000_000)
 #: the smallest range worth giving LXD: one container's worth of ids
 MIN_SUBID = 65_536
-DANGLING_CGROUPS = (
-    "for n in cpu cpuacct; do p=/sys/fs/cgroup/$n; [ -L $p ] && [ ! -e $p ] && echo $n; done; true"
-)
+#: prints "dir options" for each hierarchy of /proc/self/cgroup not mounted at /sys/fs/cgroup/<dir>
+#: (nothing on a pure cgroup2 host, whose /sys/fs/cgroup is the one hierarchy)
+MISSING_CGROUPS = """
+[ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" = cgroup2fs ] && exit 0
+while IFS=: read -r n ctrls path; do
+  case "$ctrls" in
+    "") dir=unified; opts=cgroup2 ;;
+    name=*) dir=${ctrls#name=}; opts=none,$ctrls ;;
+    *) dir=$ctrls; opts=$ctrls ;;
+  esac
+  mountpoint -q "/sys/fs/cgroup/$dir" || echo "$dir $opts"
+done < /proc/self/cgroup
+"""
 
 
 def mapped_ranges(uid_map: str) -> list[tuple[int, int]]:
@@ -342,11 +387,19 @@ def fit_subids(shell: Shell) -> None:
         log.info("%s: root:%d:%d (the host's own uid map holds no more)", path, *fit)
 
 
-def mount_cgroups(shell: Shell, names: Sequence[str]) -> None:
-    for name in names:
+def mount_cgroups(shell: Shell, mounts: Sequence[str]) -> None:
+    """Mount each "dir options" hierarchy under /sys/fs/cgroup (see MISSING_CGROUPS)."""
+    # sysfs refuses new directories: give /sys/fs/cgroup a tmpfs of its own first
+    root = "/sys/fs/cgroup"
+    shell.run(["sh", "-c", f"mountpoint -q {root} || mount -t tmpfs -o mode=755 cgroup {root}"])
+    for item in mounts:
+        name, options = item.split()
         where = f"/sys/fs/cgroup/{name}"
-        shell.run(["sh", "-c", f"rm -f {where} && mkdir -p {where}"])
-        shell.run(["mount", "-t", "cgroup", "-o", name, "cgroup", where])
+        shell.run(["sh", "-c", f"[ -L {where} ] && rm -f {where}; mkdir -p {where}"])
+        if options == "cgroup2":
+            shell.run(["mount", "-t", "cgroup2", "cgroup2", where])
+        else:
+            shell.run(["mount", "-t", "cgroup", "-o", options, "cgroup", where])
 
 
 # ---------------------------------------------------------------- execute
@@ -363,7 +416,9 @@ def install_packages(shell: Shell, packages: Sequence[str]) -> None:
 def set_sysctls(shell: Shell, values: dict[str, int], persist: dict[str, int]) -> None:
     """Raise `values` now; write `persist` to /etc/sysctl.d so a reboot keeps them."""
     for name, value in sorted(values.items()):
-        shell.run(["sysctl", "-q", "-w", f"{name}={value}"])
+        # a container host may show a limit it cannot change (read-only there): say so, go on
+        if shell.run(["sysctl", "-q", "-w", f"{name}={value}"], check=False).returncode != 0:
+            log.warning("%s: cannot raise %s to %d (a container host?); kept as is", shell.name, name, value)
     text = "# written by distrilab (modules/lxd_host.py): limits containers need at scale\n"
     text += "".join(f"{k} = {v}\n" for k, v in sorted(persist.items()))
     shell.run(["sh", "-c", f"mkdir -p /etc/sysctl.d && cat > {SYSCTL_FILE}"], stdin=text)
@@ -443,7 +498,32 @@ def join_preseed(spec: Spec, token: str, pool_driver: str) -> dict[str, Any]:
     }
 
 
-def trust_client_cert(shell: Shell, cert_pem: str) -> None:
+CLUSTER_MARKER = "/var/lib/distrilab/cluster-formed-by"
+CLUSTER_CERTIFICATE = "/var/lib/lxd/cluster.crt"
+
+
+def trust_name(lab: str) -> str:
+    return f"distrilab-{lab}"
+
+
+def certificate_fingerprint(pem: str) -> str:
+    body = "".join(line for line in pem.splitlines() if "CERTIFICATE" not in line)
+    return hashlib.sha256(base64.b64decode(body)).hexdigest()
+
+
+def lab_client_certificate(lab: str) -> str:
+    from modules.lxd_client import cert_dir, ensure_client_cert
+
+    return ensure_client_cert(cert_dir(lab))[0].read_text()
+
+
+def pinned_certificate(spec: Spec) -> Path:
+    from modules.lxd_client import cert_dir
+
+    return cert_dir(spec.lab) / "servers" / f"{spec.host}.crt"
+
+
+def trust_client_cert(shell: Shell, cert_pem: str, name: str = "distrilab") -> None:
     """Let distrilab's TLS client (modules.lxd_client) in; idempotent (an existing trust is kept)."""
     body = "".join(line for line in cert_pem.splitlines() if "CERTIFICATE" not in line)
     der = base64.b64decode(body)
@@ -454,25 +534,67 @@ def trust_client_cert(shell: Shell, cert_pem: str) -> None:
         shell,
         "/1.0/certificates",
         "POST",
-        {"type": "client", "name": "distrilab", "certificate": base64.b64encode(der).decode()},
+        {"type": "client", "name": name, "certificate": base64.b64encode(der).decode()},
     )
 
 
-def bootstrap_cluster(shell: Shell, spec: Spec) -> None:
-    from modules.lxd_client import cert_dir, ensure_client_cert
+def untrust_client_cert(shell: Shell, lab: str) -> None:
+    fingerprint = certificate_fingerprint(lab_client_certificate(lab))
+    lxd_query(shell, f"/1.0/certificates/{fingerprint}", "DELETE")
 
+
+def mark_formed(shell: Shell, lab: str) -> None:
+    shell.run(["sh", "-c", f"mkdir -p {os.path.dirname(CLUSTER_MARKER)} && cat > {CLUSTER_MARKER}"],
+              stdin=lab + "\n")
+
+
+def bootstrap_cluster(shell: Shell, spec: Spec) -> None:
     shell.run(["lxd", "init", "--preseed"], stdin=json.dumps(bootstrap_preseed(spec)))
-    crt, _ = ensure_client_cert(cert_dir())
-    trust_client_cert(shell, crt.read_text())
+    mark_formed(shell, spec.lab)
+
+
+def api_certificate(shell: Shell, server: dict[str, Any]) -> str:
+    """The certificate the host's HTTPS API presents: a cluster member's is the cluster's
+    (`cluster.crt`), which /1.0 over the unix socket does not show; else the server's own."""
+    cluster = shell.run(["cat", CLUSTER_CERTIFICATE], check=False)
+    if cluster.returncode == 0 and "BEGIN CERTIFICATE" in cluster.stdout:
+        return cluster.stdout
+    return str(server.get("environment", {}).get("certificate") or "")
+
+
+def pin_server_certificate(shell: Shell, spec: Spec) -> None:
+    """Keep the certificate the host's API answers with (the cluster's, the same on every member),
+    read over ssh (a pinned host key): the reconcilers' TLS then verifies against it."""
+    certificate = api_certificate(shell, lxd_query(shell, "/1.0"))
+    path = pinned_certificate(spec)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.write_text(certificate)
+    path.chmod(0o600)
+
+
+def leave_cluster(shell: Shell, spec: Spec) -> None:
+    """Undo a join this lab made: the first host drops the member, which then stops its daemon and
+    clears LXD's state (it held nothing before the join: LXD joins only empty daemons)."""
+    leader = host_shell(spec.cluster.bootstrap, spec.ssh_user)
+    leader.run(["lxc", "cluster", "remove", spec.host, "--force", "--yes"], timeout=300)
+    shell.run(["sh", "-c", "lxd shutdown --timeout=60 || true"], timeout=120)
+    shell.run(["rm", "-rf", "--one-file-system", "/var/lib/lxd/database", "/var/lib/lxd/server.crt",
+               "/var/lib/lxd/server.key", "/var/lib/lxd/cluster.crt", "/var/lib/lxd/cluster.key",
+               CLUSTER_MARKER])
+    if spec.pool:
+        shell.run(["rm", "-rf", "--one-file-system", dir_source(spec.pool.name)], check=False)
 
 
 def join_cluster(shell: Shell, spec: Spec) -> None:
     leader = host_shell(spec.cluster.bootstrap, spec.ssh_user)
+    # a token left by a join that failed half-way would block a new one for the same name
+    leader.run(["lxc", "cluster", "revoke-token", spec.host], check=False)
     token = leader.run(["lxc", "cluster", "add", spec.host, "--quiet"]).stdout.strip()
     driver = lxd_query(leader, f"/1.0/storage-pools/{spec.pool.name}")["driver"] if spec.pool else "dir"
     if driver == "dir" and spec.pool:
         shell.run(["mkdir", "-p", dir_source(spec.pool.name)])
     shell.run(["lxd", "init", "--preseed"], stdin=json.dumps(join_preseed(spec, token, driver)))
+    mark_formed(shell, spec.lab)
 
 
 # ---------------------------------------------------------------- AWS hosts
@@ -564,8 +686,9 @@ class LxdHost(Reconciler[Spec, Facts]):
         return with_apply_time_addresses(parse_spec(data), os.environ)
 
     def empty_spec(self, spec: Spec) -> Spec:
-        # shared infrastructure: a lab's destroy leaves daemon, pool and sysctls in place
-        return replace(spec, daemon=False, pool=None, sysctls={}, cluster=ClusterSpec())
+        # shared infrastructure: a lab's destroy leaves daemon, pool and sysctls in place, and
+        # releases only what the lab's cluster needed (its trust, the members it joined)
+        return replace(spec, daemon=False, sysctls={})
 
     def max_workers(self, spec: Spec) -> int:
         return 2  # at most two independent steps per phase (packages and sysctls)
@@ -581,7 +704,11 @@ class LxdHost(Reconciler[Spec, Facts]):
 
     def plan(self, spec: Spec, observed: Facts) -> list[Action]:
         refuse_custom_daemon_dir(spec, observed)
-        return plan_host(spec, observed)
+        if not spec.cluster.enabled:
+            return plan_host(spec, observed)
+        pin = pinned_certificate(spec)
+        client = certificate_fingerprint(lab_client_certificate(spec.lab))
+        return plan_host(spec, observed, client, pin.read_text() if pin.is_file() else "")
 
     def execute_action(self, client: Shell, spec: Spec, action: Action) -> None:
         if action.verb == "install":
@@ -591,7 +718,7 @@ class LxdHost(Reconciler[Spec, Facts]):
         elif action.verb == "fit":
             fit_subids(client)
         elif action.verb == "mount":
-            mount_cgroups(client, action.data["names"])
+            mount_cgroups(client, action.data["mounts"])
         elif action.verb == "start":
             start_daemon(client, action.data["systemd"])
         elif action.verb == "bootstrap":
@@ -600,6 +727,15 @@ class LxdHost(Reconciler[Spec, Facts]):
             join_cluster(client, spec)
         elif action.verb == "create":
             create_pool(client, action.data["name"], action.data["driver"], action.data["size"])
+        elif action.verb == "trust":
+            trust_client_cert(client, lab_client_certificate(spec.lab), trust_name(spec.lab))
+        elif action.verb == "pin":
+            pin_server_certificate(client, spec)
+        elif action.verb == "leave":
+            leave_cluster(client, spec)
+        elif action.verb == "untrust":
+            untrust_client_cert(client, spec.lab)
+            client.run(["rm", "-f", CLUSTER_MARKER])  # the cluster outlives the lab, not its claim
         else:
             raise ValueError(f"unknown action {action}")
 

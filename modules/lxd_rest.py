@@ -12,6 +12,7 @@ import json
 import logging
 import shlex
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -147,13 +148,22 @@ def metadata(response: Any) -> Any:
     return response.json().get("metadata")
 
 
+WAIT_SLICE = 60
+
+
 def wait_operation(client: Any, response: Any, timeout: int = 120) -> dict[str, Any]:
     """Wait for the background operation a request started; raise LxdCallError if it failed."""
     body = response.json()
     if body.get("type") != "async":
         return body.get("metadata") or {}
     op_id = body["operation"].rsplit("/", 1)[-1]
-    op = metadata(client.api.operations[op_id].wait.get(params={"timeout": timeout}))
+    # in slices shorter than the HTTP client's own timeout (120 s), however long the wait
+    deadline = time.monotonic() + timeout
+    while True:
+        left = max(1, min(WAIT_SLICE, int(deadline - time.monotonic())))
+        op = metadata(client.api.operations[op_id].wait.get(params={"timeout": left}))
+        if op.get("status") != "Running" or time.monotonic() >= deadline:
+            break
     if op.get("status") == "Running":
         raise LxdCallError(f"operation {op_id} ({op.get('description')}) still running after {timeout}s")
     if op.get("status") != "Success":

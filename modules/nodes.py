@@ -28,7 +28,7 @@ from typing import Any
 from pylxd.exceptions import LXDAPIException
 
 from cdk.errors import DistrilabError, ReconcileError
-from cdk.stages.nodes import template_name
+from cdk.stages.nodes import short_hash, template_name
 from modules import lxd_rest as rest
 from modules.host_shell import is_local
 from modules.reconcile import Action, ProgressCallback, Reconciler
@@ -122,17 +122,21 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
                 images[alias] = rest.metadata(client.api.images.aliases[alias].get())["target"]
             except rest.NotFound:
                 images[alias] = None
+        owned = rest.owned_instances(client, spec.lab)
+        # in an LXD cluster the API lists every member's instances: this stage owns its member's
+        here = {n: i for n, i in owned.items() if not spec.target or i.get("location") == spec.target}
         instances = {
             name: {
                 "status": inst["status"],
                 "config": {k: v for k, v in inst.get("config", {}).items() if not k.startswith("volatile.")},
                 "devices": inst.get("devices", {}),
             }
-            for name, inst in sorted(rest.owned_instances(client, spec.lab).items())
+            for name, inst in sorted(here.items())
             # other stages (alcor, controller) own containers of the same lab: leave them alone
             if inst.get("config", {}).get(rest.OWNER_KEY) == OWNER
         }
-        return {"network": network, "images": images, "instances": instances}
+        elsewhere = sorted(set(owned) - set(here))
+        return {"network": network, "images": images, "instances": instances, "elsewhere": elsewhere}
 
     # -------------------------------------------------------------- plan (pure)
 
@@ -152,7 +156,7 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
 
         wanted_templates: dict[str, str] = {}  # template -> image alias
         for n in spec.nodes:
-            wanted_templates[_template_of(spec.lab, n.image)] = n.image
+            wanted_templates[_template_of(spec, n.image)] = n.image
         for tpl, alias in sorted(wanted_templates.items()):
             fingerprint = images[alias]
             have = templates.get(tpl)
@@ -177,7 +181,9 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
         for name, node in sorted(wanted.items()):
             actions.extend(_plan_node(spec, node, nodes.get(name), images[node.image]))
 
-        if not spec.nodes and observed.get("network") and _owned_network(spec, observed["network"]):
+        # a cluster's network is shared by every member: the last member's stage to empty deletes it
+        last = not observed.get("elsewhere")
+        if not spec.nodes and last and observed.get("network") and _owned_network(spec, observed["network"]):
             actions.append(
                 Action("delete-network", spec.network, "no longer in the lab", PHASE_NETWORK_DELETE)
             )
@@ -202,7 +208,10 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
         verb, target, data = action.verb, action.target, action.data
         if verb == "create-network":
             body = {"name": target, "type": "bridge", "config": network_config(spec)}
-            rest.wait_operation(client, client.api.networks.post(json=body))
+            if spec.target:
+                create_cluster_network(client, body)
+            else:
+                rest.wait_operation(client, client.api.networks.post(json=body))
             if target != f"dlm-{spec.lab}" and is_local(spec.endpoint):
                 _mark_bridge(target, spec.lab)
         elif verb == "update-network":
@@ -215,7 +224,7 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
             if verb == "recreate":
                 rest.delete_instance(client, target, data["running"])
             node = _node_by_instance(spec, target)
-            template = _template_of(spec.lab, node.image)
+            template = _template_of(spec, node.image)
             body = {
                 "name": target,
                 "source": {"type": "copy", "source": template, "instance_only": True},
@@ -313,8 +322,40 @@ def _full_pools(error: str) -> list[str]:
     return re.findall(r"storage pool (\S+) is full:", error)
 
 
-def _template_of(lab: str, alias: str) -> str:
-    return template_name(lab, alias.removeprefix(f"dl-{lab}-"))
+def _template_of(spec: Spec, alias: str) -> str:
+    """The template an image's nodes are copied from; one per member in a cluster (instance names
+    are cluster-wide, and a copy from another member would move the whole rootfs)."""
+    name = template_name(spec.lab, alias.removeprefix(f"dl-{spec.lab}-"))
+    return f"{name}-{short_hash(spec.target, 6)}" if spec.target else name
+
+
+def create_cluster_network(client: Any, body: dict[str, Any], attempts: int = 5) -> None:
+    """A managed network in an LXD cluster: defined on every member (`?target=`), then created.
+    The members' stages run in parallel and may race: whoever finds it created is done."""
+    listed = rest.metadata(client.api.cluster.members.get(params={"recursion": 1}))
+    members = [m["server_name"] for m in listed]
+    for attempt in range(attempts):
+        try:
+            current = rest.metadata(client.api.networks[body["name"]].get())
+            if current.get("status") == "Created":
+                return
+        except rest.NotFound:
+            pass
+        try:
+            for member in members:
+                try:
+                    pending = {"name": body["name"], "type": body["type"]}
+                    where = {"target": member}
+                    rest.wait_operation(client, client.api.networks.post(json=pending, params=where))
+                except (rest.LxdCallError, LXDAPIException) as err:
+                    if "already" not in rest.error_text(err).lower():
+                        raise
+            rest.wait_operation(client, client.api.networks.post(json=body))
+            return
+        except (rest.LxdCallError, LXDAPIException):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 + attempt)
 
 
 def _node_by_instance(spec: Spec, instance: str) -> NodeSpec:
@@ -393,6 +434,9 @@ def converge_template(client: Any, spec: Spec, action: Action, owner: str = OWNE
     create_template(client, spec, action.target, action.data["image"], action.data["fingerprint"], owner)
 
 
+TEMPLATE_TIMEOUT = 900
+
+
 def create_template(
     client: Any, spec: Spec, name: str, alias: str, fingerprint: str, owner: str = OWNER
 ) -> None:
@@ -409,7 +453,10 @@ def create_template(
         "config": config,
         "devices": {"root": {"type": "disk", "path": "/", "pool": spec.pool}},
     }
-    rest.wait_operation(client, client.api.instances.post(json=body, params=_target(spec)))
+    # unpacking an image on a `dir` pool (a nested host, or another member fetching the image
+    # first) takes minutes, not the seconds of a btrfs pool
+    created = client.api.instances.post(json=body, params=_target(spec))
+    rest.wait_operation(client, created, timeout=TEMPLATE_TIMEOUT)
     if not spec.privileged:
         # LXD shifts the rootfs to the container's id range on first start; copies inherit it
         rest.set_state(client, name, "start")

@@ -56,11 +56,13 @@ PROGRAMS: tuple[Program, ...] = tuple(
         *_programs("host", "util-linux", "nsenter unshare setsid",
                    "enter node namespaces; private mount namespaces for image builds; detach lxd"),
         *_programs("host", "mount", "mount", "cgroup hierarchies on nested hosts"),
+        *_programs("host", "util-linux", "mountpoint", "which cgroup hierarchies a nested host lacks"),
         *_programs("host", "debootstrap", "debootstrap", "node images from Debian packages"),
         *_programs("host", "zstd", "zstd", "packs images"),
         *_programs("host", "tar", "tar", "packs images"),
-        *_programs("host", "coreutils", "cat cp du env mkdir rm test chroot", "basic file steps"),
+        *_programs("host", "coreutils", "cat cp du env mkdir rm test chroot nproc", "basic file steps"),
         *_programs("host", "dash", "sh", "shell one-liners"),
+        *_programs("host", "grep", "grep", "reads /proc files on hosts"),
         *_programs("host", "dpkg", "dpkg-query", "which packages a host already has"),
         *_programs("host", "apt", "apt-get", "installs this list on a lab host"),
         *_programs("host", "openssl", "openssl", "the lab's LXD client certificate"),
@@ -101,8 +103,6 @@ PROGRAMS: tuple[Program, ...] = tuple(
     ]
 )
 
-#: packages of a Debian install that minbase already has and no host can lack (Essential: yes)
-ESSENTIAL = frozenset({"coreutils", "dash", "dpkg", "apt", "tar", "mount", "util-linux"})
 
 
 def programs(*groups: str) -> list[Program]:

@@ -155,7 +155,8 @@ def create(
 def _launch(bed: Testbed, machine: Machine, fingerprint: str, pool: str, disks: Mapping[str, str]) -> None:
     lxc("init", fingerprint, machine.name, "-s", pool, "-n", bed.network,
         "-c", "security.nesting=true", "-c", f"{TESTBED_KEY}={bed.name}")
-    lxc("config", "device", "add", machine.name, "tun", "unix-char", "path=/dev/net/tun")
+    # 0666 as on a real machine (udev): nested containers get it bind-mounted, owned by nobody
+    lxc("config", "device", "add", machine.name, "tun", "unix-char", "path=/dev/net/tun", "mode=0666")
     for index, (source, path) in enumerate(sorted((disks or {}).items())):
         lxc("config", "device", "add", machine.name, f"ro{index}", "disk", f"source={source}",
             f"path={path}", "readonly=true")
@@ -289,11 +290,25 @@ SOURCE_CONFIG = (
 )
 
 
+def local_certificate_authorities(certs: Path = Path("/etc/ssl/certs")) -> list[Path]:
+    """CA certificates this machine trusts beyond Debian's bundle (a site's own, or its egress
+    proxy's): without them a machine of this kind reaches no registry over TLS."""
+    found = []
+    for pem in sorted(certs.glob("*.pem")):
+        target = pem.resolve()
+        if target.is_file() and not str(target).startswith("/usr/share/ca-certificates/"):
+            found.append(target)
+    return list(dict.fromkeys(found))
+
+
 def package_sources() -> tuple[dict[str, str], list[tuple[Path, str]]]:
-    """(read-only disks, config files) that give a machine this machine's package sources: the
-    local PyPI mirror directories pip's config names, and the config files themselves."""
+    """(read-only disks, files) that give a machine this machine's package sources: the local
+    PyPI mirror directories pip's config names, the config files themselves, and the local CA
+    certificates (put where `update-ca-certificates`, run when ca-certificates installs, adds them)."""
     files = [(Path(p), p.lstrip("/")) for p in SOURCE_CONFIG if os.path.isfile(p)]
     text = "".join(source.read_text() for source, _ in files)
+    authorities = local_certificate_authorities()
+    files += [(ca, f"usr/local/share/ca-certificates/{ca.stem}.crt") for ca in authorities]
     disks = {p: p for p in sorted({w.rstrip("/").removeprefix("file://").removesuffix("/simple")
                                    for w in text.split() if w.startswith(("/opt/", "file:///opt/"))})
              if os.path.isdir(p)}

@@ -21,8 +21,9 @@ from typing import Any
 from cdk.errors import DistrilabError
 from modules.reconcile import Action, reconciler_for
 
-#: stages whose observe() is cheap and read-only, in apply order
-REFRESHED_STAGES = ("images", "nodes", "links", "fabric")
+#: stages whose observe() is cheap and read-only, in apply order (cluster: a host whose LXD daemon
+#: stopped, e.g. after a reboot, or lost its cgroup mounts, is set up again before its nodes)
+REFRESHED_STAGES = ("cluster", "images", "nodes", "links", "fabric")
 
 
 @dataclass(frozen=True)

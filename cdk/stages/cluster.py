@@ -10,6 +10,7 @@ from typing import Any
 
 from cdk.model import Host, Lab
 from cdk.stages import common
+from cdk.stages.nodes import endpoint
 
 #: the storage pool every lab shares (created once per host, never deleted by a lab's destroy)
 POOL = "distrilab"
@@ -29,13 +30,13 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
     clustered = len(lab.hosts) > 1
     return {
         **common(lab, host),
-        "endpoint": {"name": host.name, "kind": host.kind, "address": host.address},
+        "endpoint": endpoint(host, lab.name),
         "ssh_user": host.ssh_user,
         "pool": {"name": lab.lxd.pool, "driver": lab.lxd.storage, "size": lab.lxd.storage_size},
         "sysctls": dict(SYSCTLS),
         "cluster": {
             "enabled": clustered,
             "role": "bootstrap" if host.name == first.name else "join",
-            "bootstrap": {"name": first.name, "kind": first.kind, "address": first.address},
+            "bootstrap": endpoint(first, lab.name),
         },
     }

@@ -89,7 +89,7 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
     ports, interfaces = _ports_by_node(lab), _interfaces_by_node(lab)
     return {
         **common(lab, host),
-        "endpoint": endpoint(host),
+        "endpoint": endpoint(host, lab.name),
         # "auto": the kernel datapath where the host has the openvswitch module, else userspace netdev
         "datapath": "auto",
         "nodes": [

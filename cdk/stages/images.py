@@ -14,6 +14,7 @@ from typing import Any
 
 from cdk.model import Host, Lab
 from cdk.stages import common
+from cdk.stages.nodes import endpoint
 
 #: images_options keys that are builder settings, not build inputs
 SETTINGS = ("mirror", "suite", "without")
@@ -39,7 +40,7 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
     recipes = sorted(set(lab.images.values()) | extra)
     return {
         **common(lab, host),
-        "endpoint": {"name": host.name, "kind": host.kind, "address": host.address},
+        "endpoint": endpoint(host, lab.name),
         "recipes": recipes,
         "inputs": inputs,
         "mirror": options.get("mirror"),

@@ -39,6 +39,16 @@ def vni(lab: str, link_id: str) -> int:
     return int(short_hash(f"vni/{lab}/{link_id}", 6), 16) % 0xFFFFFE + 1
 
 
+def fabric_mtu(lab: Lab) -> int:
+    """The MTU of every link of the lab: the lab's, lowered for VXLAN's 50 bytes of headers on
+    all links as soon as one crosses hosts. The fabric is one L2 domain (or routes over it): a
+    1500-byte frame from a local link would be dropped at a 1450-byte tunnel (seen: ping passes,
+    TCP stalls)."""
+    if lab.placement.cross_host_links:
+        return min(lab.addressing.mtu, VXLAN_MTU)
+    return lab.addressing.mtu
+
+
 def _link_spec(lab: Lab, link: Link, host: Host) -> dict[str, Any]:
     where = lab.placement.assignment
     tag, ltag = lab_tag(lab.name), link_tag(lab.name, link.id)
@@ -55,7 +65,7 @@ def _link_spec(lab: Lab, link: Link, host: Host) -> dict[str, Any]:
         "id": link.id,
         "bridge": f"dl{tag}l{ltag}",
         "ends": ends,
-        "mtu": lab.addressing.mtu,
+        "mtu": fabric_mtu(lab),
         "vxlan": None,
     }
     remote_hosts = {where[ep.node] for ep in (link.a, link.b)} - {host.name}
@@ -67,7 +77,6 @@ def _link_spec(lab: Lab, link: Link, host: Host) -> dict[str, Any]:
                 f"{lab.source}: link {link.id} crosses hosts {host.name} and {remote.name}, "
                 "which both need an 'address' for its VXLAN tunnel"
             )
-        spec["mtu"] = min(lab.addressing.mtu, VXLAN_MTU)
         spec["vxlan"] = {
             "name": f"dl{tag}x{ltag}",
             "vni": vni(lab.name, link.id),
@@ -75,6 +84,8 @@ def _link_spec(lab: Lab, link: Link, host: Host) -> dict[str, Any]:
             "remote": remote.address,
             "port": VXLAN_PORT,
         }
+        if host.underlay:  # the interface the tunnel leaves through (else the route to `remote`)
+            spec["vxlan"]["dev"] = host.underlay
         if not (host.address and remote.address):
             # an aws host's (private) address exists only once terraform created its instance, after
             # synth: None here names the LXD cluster member whose address the reconciler uses
@@ -95,5 +106,5 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
     bridges = [link["bridge"] for link in links]
     if len(set(bridges)) != len(bridges):  # 2^32 names: practically never; refuse rather than merge links
         raise DistrilabError(f"{lab.source}: two links of lab {lab.name} hash to the same bridge name")
-    return {**common(lab, host), "endpoint": endpoint(host), "ssh_user": host.ssh_user,
+    return {**common(lab, host), "endpoint": endpoint(host, lab.name), "ssh_user": host.ssh_user,
             "alias_prefix": alias_prefix(lab.name), "links": links}

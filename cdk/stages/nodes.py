@@ -43,9 +43,16 @@ def template_name(lab: str, recipe: str) -> str:
     return f"dl-{lab}--tpl-{recipe}"
 
 
-def endpoint(host: Host) -> dict[str, Any]:
-    """How a reconciler reaches the host's LXD API (modules.lxd_client.connect takes this)."""
-    return {"name": host.name, "kind": host.kind, "address": host.address}
+def endpoint(host: Host, lab: str | None = None) -> dict[str, Any]:
+    """How a reconciler reaches the host's LXD API and shell (modules.lxd_client.connect and
+    modules.host_shell.shell_for take this). A remote host names the lab, whose credentials
+    (modules/lab_secrets.py) reach it, and the lab's `ssh_key` when it gives one."""
+    found: dict[str, Any] = {"name": host.name, "kind": host.kind, "address": host.address}
+    if host.kind != "local" and lab:
+        found["lab"] = lab
+        if host.ssh_key:
+            found["ssh_key"] = host.ssh_key
+    return found
 
 
 @functools.cache
@@ -80,7 +87,7 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
         return None
     return {
         **common(lab, host),
-        "endpoint": endpoint(host),
+        "endpoint": endpoint(host, lab.name),
         # a local host is a standalone daemon; other hosts are members of the lab's LXD cluster
         "target": None if host.kind == "local" else host.name,
         "pool": lab.lxd.pool,

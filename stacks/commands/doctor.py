@@ -10,21 +10,25 @@ import shutil
 from rich.console import Console
 from rich.table import Table
 
-from modules.programs import GROUPS, SYSTEM_PATH, missing, programs
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("doctor", help="check that every program distrilab runs is installed",
                               description=__doc__)
-    p.add_argument("--group", action="append", choices=GROUPS,
-                   help="program groups to check (default: host and dev, what .ci/setup installs)")
+    p.add_argument("--group", action="append", metavar="GROUP",
+                   help="host, dev or image (default: host and dev, what .ci/setup installs)")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.set_defaults(func=doctor)
 
 
 def doctor(args: argparse.Namespace) -> int:
+    from cdk.errors import DistrilabError
+    from modules.programs import SYSTEM_PATH, missing, programs
+
     groups = args.group or ["host", "dev"]
-    gaps = {p.name for p in missing(groups)}
+    try:
+        gaps = {p.name for p in missing(groups)}
+    except ValueError as err:
+        raise DistrilabError(f"--group: {err}") from None
     rows = []
     for p in programs(*groups):
         found = shutil.which(p.name) or shutil.which(p.name, path=SYSTEM_PATH)

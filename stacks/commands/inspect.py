@@ -1,4 +1,5 @@
-"""`distrilab inspect LAB`: the lab's nodes with their host, LXD state and addresses."""
+"""`distrilab inspect LAB`: the lab's nodes with their host, LXD state and addresses, and how the
+placement spread them (nodes per host, links that cross hosts)."""
 
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=inspect)
 
 
-def node_rows(lab: Lab, states: dict[str, str]) -> list[dict[str, Any]]:
-    """One record per node; `states` maps LXD instance name -> status (missing: "absent")."""
+def node_rows(lab: Lab, states: dict[str, tuple[str, str]]) -> list[dict[str, Any]]:
+    """One record per node; `states` maps LXD instance name -> (status, cluster member or "")."""
     fabric: dict[str, list[str]] = {}
     for iface in lab.addressing.servers:
         fabric.setdefault(iface.node, []).append(f"{iface.interface} {iface.address}")
@@ -42,7 +43,8 @@ def node_rows(lab: Lab, states: dict[str, str]) -> list[dict[str, Any]]:
                 "role": node.role,
                 "kind": node.kind,
                 "host": lab.placement.assignment[node.name],
-                "state": states.get(instance, "absent"),
+                "state": states.get(instance, ("absent", ""))[0],
+                "location": states.get(instance, ("absent", ""))[1],  # where LXD says it runs
                 "management": lab.addressing.management.get(node.name),
                 "fabric": addresses,
             }
@@ -50,20 +52,39 @@ def node_rows(lab: Lab, states: dict[str, str]) -> list[dict[str, Any]]:
     return rows
 
 
-def lxd_states(lab: Lab) -> dict[str, str]:
+def lxd_states(lab: Lab) -> dict[str, tuple[str, str]]:
+    """instance -> (status, member): one query to the first host's API (a multi-host lab's
+    hosts form one LXD cluster, whose every member lists every instance)."""
+    from cdk.stages.nodes import endpoint
     from modules.lxd_client import connect
     from modules.lxd_rest import owned_instances
 
-    return {name: str(i.get("status")) for name, i in owned_instances(connect(None), lab.name).items()}
+    first = lab.hosts[0]
+    client = connect(None if first.kind == "local" else endpoint(first, lab.name))
+    return {name: (str(i.get("status")), str(i.get("location") or ""))
+            for name, i in owned_instances(client, lab.name).items()}
+
+
+def spread(lab: Lab) -> dict[str, Any]:
+    """Nodes per host and the links whose ends are on different hosts (VXLAN tunnels)."""
+    per_host = {h.name: 0 for h in lab.hosts}
+    for host in lab.placement.assignment.values():
+        per_host[host] += 1
+    return {"strategy": lab.placement.strategy, "nodes_per_host": per_host,
+            "cross_host_links": lab.placement.cross_host_links, "links": len(lab.topology.links)}
 
 
 def inspect(args: argparse.Namespace) -> int:
     lab = load(args.lab)
     rows = node_rows(lab, lxd_states(lab))
+    placement = spread(lab)
     if args.json:
-        print(json.dumps({"lab": lab.name, "nodes": rows}, indent=2))
+        print(json.dumps({"lab": lab.name, "placement": placement, "nodes": rows}, indent=2))
         return 0
-    table = Table(title=f"{lab.name}: {len(rows)} nodes")
+    hosts = ", ".join(f"{h} {n}" for h, n in placement["nodes_per_host"].items())
+    table = Table(title=f"{lab.name}: {len(rows)} nodes", caption=(
+        f"placement {placement['strategy']}: {hosts}; "
+        f"{placement['cross_host_links']}/{placement['links']} links cross hosts"))
     for column in ("node", "role", "host", "state", "management", "fabric"):
         table.add_column(column)
     for r in rows:

@@ -83,6 +83,9 @@ def plan(args: argparse.Namespace) -> int:
 
     synthesized = _synth(args)
     require_programs(synthesized.lab)
+    from modules.host_preflight import preflight
+
+    preflight(synthesized.lab)  # ssh hosts: reachable, known, logged into, big enough
     drifted = _report_drift(deploy.drift(synthesized))
     result = deploy.plan(synthesized, replace=drifted)
     if not result.changed:
@@ -99,6 +102,9 @@ def up(args: argparse.Namespace) -> int:
 
     synthesized = _synth(args)
     require_programs(synthesized.lab)
+    from modules.host_preflight import preflight
+
+    preflight(synthesized.lab)  # ssh hosts: reachable, known, logged into, big enough
     drifted = _report_drift(deploy.drift(synthesized))
     with ApplyProgress(synthesized, console, title="up") as progress:
         result = deploy.apply(synthesized, progress.handle, replace=drifted)

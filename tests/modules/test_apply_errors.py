@@ -70,7 +70,8 @@ def host_spec() -> Spec:
     return Spec(lab="t", host="local", endpoint={"name": "local", "kind": "local"})
 
 
-NOT_ANSWERING = Facts(missing_packages=(), kernel_btrfs=True, systemd=False, lxd_answers=False)
+NOT_ANSWERING = Facts(missing_packages=(), kernel_btrfs=True, loop_devices=True, systemd=False,
+                      lxd_answers=False)
 
 
 def test_a_custom_lxd_dir_nothing_serves_is_refused_not_started(monkeypatch: pytest.MonkeyPatch,

@@ -166,7 +166,7 @@ def remote_spec(role: str) -> Spec:
 
 def test_joining_member_joins_and_gets_the_pool_through_the_preseed() -> None:
     facts = replace(READY, pools={})
-    assert verbs(plan_host(remote_spec("join"), facts)) == ["3:join lxd cluster"]
+    assert verbs(plan_host(remote_spec("join"), facts)) == ["3:join lxd cluster", "5:pin server certificate"]
     preseed = join_preseed(remote_spec("join"), "TOKEN", "btrfs")
     assert preseed["cluster"]["cluster_token"] == "TOKEN"
     assert preseed["cluster"]["server_address"] == "198.51.100.8:8443"
@@ -178,15 +178,32 @@ def test_joining_member_joins_and_gets_the_pool_through_the_preseed() -> None:
 
 def test_bootstrap_member_enables_clustering_then_creates_the_pool() -> None:
     facts = replace(READY, pools={})
-    assert verbs(plan_host(remote_spec("bootstrap"), facts)) == [
+    assert verbs(plan_host(remote_spec("bootstrap"), facts, "c0ffee")) == [
         "3:bootstrap lxd cluster",
         f"4:create pool {POOL}",
+        "5:trust certificate distrilab-t",
+        "5:pin server certificate",
     ]
+    # a re-run finds the lab's certificate trusted and the cluster's pinned: nothing to do
+    settled = replace(READY, clustered=True, trusted=("c0ffee",), server_certificate="PEM")
+    assert verbs(plan_host(remote_spec("bootstrap"), settled, "c0ffee", "PEM\n")) == []
     assert bootstrap_preseed(remote_spec("bootstrap")) == {
         "config": {"core.https_address": "198.51.100.8:8443"},
         "cluster": {"server_name": "h2", "enabled": True},
     }
-    assert plan_host(remote_spec("bootstrap"), replace(READY, clustered=True)) == []
+
+
+def test_destroy_releases_what_the_lab_set_up_and_nothing_else() -> None:
+    from modules.lxd_host import LxdHost
+
+    joined = replace(READY, clustered=True, formed_by="t", trusted=("c0ffee",))
+    release = LxdHost().empty_spec(remote_spec("join"))
+    assert verbs(plan_host(release, joined, "c0ffee")) == ["0:leave lxd cluster"]
+    assert verbs(plan_host(release, replace(joined, formed_by="other-lab"), "c0ffee")) == []
+    first = LxdHost().empty_spec(remote_spec("bootstrap"))
+    assert verbs(plan_host(first, joined, "c0ffee")) == ["1:untrust certificate distrilab-t"]
+    # a single-host lab's destroy leaves the shared daemon alone
+    assert plan_host(LxdHost().empty_spec(spec()), READY) == []
 
 
 # ---------------------------------------------------------------- the real daemon
@@ -321,11 +338,12 @@ def test_a_host_too_small_for_any_container_is_refused() -> None:
 
 
 def test_nested_host_fixes_ids_and_cgroups_before_the_daemon_starts_and_uses_dir() -> None:
-    facts = replace(FRESH, uid_map=CONTAINER_MAP, loop_devices=False, dangling_cgroups=("cpu", "cpuacct"))
+    mounts = ("cpu cpu", "systemd none,name=systemd")
+    facts = replace(FRESH, uid_map=CONTAINER_MAP, loop_devices=False, missing_cgroups=mounts)
     actions = plan_host(spec(), facts)
     assert [v for v in verbs(actions) if not v.startswith("0:")] == [
         "1:fit subordinate ids",
-        "1:mount cgroup cpu,cpuacct",
+        "1:mount cgroup cpu,systemd",
         "2:start lxd daemon",
         f"4:create pool {POOL}",
     ]

@@ -74,8 +74,10 @@ def test_synth_time_spec_gets_its_addresses_and_login_user_from_the_environment(
         "kind": "aws",
         "address": "203.0.113.20",
         "private_address": "172.30.0.12",
+        "lab": "aws2",  # the lab's credentials reach the host (modules/lab_secrets.py)
     }
-    assert spec.cluster.bootstrap == {"name": "aws-1", "kind": "aws", "address": "203.0.113.10"}
+    assert spec.cluster.bootstrap == {
+        "name": "aws-1", "kind": "aws", "address": "203.0.113.10", "lab": "aws2"}
     assert spec.ssh_user == SSH_USER
     # what the spec already says wins over the environment
     named = with_apply_time_addresses(

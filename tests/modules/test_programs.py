@@ -59,7 +59,8 @@ def shell_commands(script: str) -> Iterator[str]:
     keywords = {"if", "then", "fi", "for", "do", "done", "true", "exec", "!"}
     expect = True
     for token in tokens:
-        command = "=" not in token and not token.startswith(("$", "-", "[")) and token not in keywords
+        command = ("=" not in token and not token.startswith(("$", "-", "["))
+                   and token not in keywords | SHELL_SEPARATORS)
         if expect and command:
             yield token
             expect = False
@@ -98,8 +99,8 @@ def test_every_program_the_code_runs_is_on_the_list() -> None:
 
 def test_the_scan_fails_on_an_unlisted_program() -> None:
     tree = ast.parse("import subprocess\nsubprocess.run(['frobnicate', '-x'])\n"
-                     "shell.run(['sh', '-c', 'mkdir -p /x && quux --y'])\n")
-    assert [name for _, name in argv_literals(tree)] == ["frobnicate", "sh", "mkdir", "quux"]
+                     "shell.run(['sh', '-c', 'mkdir -p /x && quux --y || zork'])\n")
+    assert [name for _, name in argv_literals(tree)] == ["frobnicate", "sh", "mkdir", "quux", "zork"]
 
 
 IMAGE_PROGRAMS = [p for p in programs.PROGRAMS if p.group == "image"]

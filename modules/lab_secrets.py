@@ -1,0 +1,67 @@
+"""A lab's credentials, kept per lab outside the repository, 0600 in a 0700 directory.
+
+    ~/.config/distrilab/labs/<lab>/      ($DISTRILAB_SECRETS overrides ~/.config/distrilab/labs)
+        id_ed25519, id_ed25519.pub       ssh key for the lab's ssh hosts (unless the lab names one)
+        known_hosts                      the hosts' ssh keys, recorded on first contact
+        lxd/client.crt, lxd/client.key   the lab's LXD client certificate (trusted by its cluster)
+        lxd/servers/<host>.crt           the cluster's certificate, pinned at bootstrap
+
+Terraform state and logs only ever hold these paths, never their contents. Nothing here is a
+password: hosts are reached with keys, the cluster with the client certificate.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+KEY_NAME = "id_ed25519"
+
+
+def secrets_root() -> Path:
+    env = os.environ.get("DISTRILAB_SECRETS")
+    return Path(env) if env else Path.home() / ".config" / "distrilab" / "labs"
+
+
+def lab_dir(lab: str) -> Path:
+    path = secrets_root() / lab
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+def ssh_key(lab: str, given: str | None = None) -> Path:
+    """The private key to reach the lab's hosts: the lab's `ssh_key`, else one made for the lab."""
+    if given:
+        return Path(given)
+    key = lab_dir(lab) / KEY_NAME
+    if not key.is_file():
+        subprocess.run(
+            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"distrilab lab {lab}", "-f", str(key)],
+            check=True, capture_output=True,
+        )
+    key.chmod(0o600)
+    return key
+
+
+def public_key(lab: str, given: str | None = None) -> str:
+    key = ssh_key(lab, given)
+    pub = Path(f"{key}.pub")
+    if pub.is_file():
+        return pub.read_text().strip()
+    return subprocess.run(["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def known_hosts(lab: str) -> Path:
+    path = lab_dir(lab) / "known_hosts"
+    if not path.exists():
+        path.touch(mode=0o600)
+    return path
+
+
+def lxd_dir(lab: str) -> Path:
+    path = lab_dir(lab) / "lxd"
+    path.mkdir(exist_ok=True, mode=0o700)
+    return path
