@@ -499,7 +499,8 @@ def join_preseed(spec: Spec, token: str, pool_driver: str) -> dict[str, Any]:
 
 
 CLUSTER_MARKER = "/var/lib/distrilab/cluster-formed-by"
-CLUSTER_CERTIFICATE = "/var/lib/lxd/cluster.crt"
+LXD_STATE = "/var/lib/lxd"
+CLUSTER_CERTIFICATE = f"{LXD_STATE}/cluster.crt"
 
 
 def trust_name(lab: str) -> str:
@@ -578,9 +579,9 @@ def leave_cluster(shell: Shell, spec: Spec) -> None:
     leader = host_shell(spec.cluster.bootstrap, spec.ssh_user)
     leader.run(["lxc", "cluster", "remove", spec.host, "--force", "--yes"], timeout=300)
     shell.run(["sh", "-c", "lxd shutdown --timeout=60 || true"], timeout=120)
-    shell.run(["rm", "-rf", "--one-file-system", "/var/lib/lxd/database", "/var/lib/lxd/server.crt",
-               "/var/lib/lxd/server.key", "/var/lib/lxd/cluster.crt", "/var/lib/lxd/cluster.key",
-               CLUSTER_MARKER])
+    # everything the daemon kept (database, certificates, pool links, instance dirs): it starts
+    # afresh next time, as before the lab joined it
+    shell.run(["sh", "-c", f"rm -rf --one-file-system {LXD_STATE}/* {CLUSTER_MARKER}"])
     if spec.pool:
         shell.run(["rm", "-rf", "--one-file-system", dir_source(spec.pool.name)], check=False)
 

@@ -53,6 +53,7 @@ PROGRAMS: tuple[Program, ...] = tuple(
         *_programs("host", "kmod", "modprobe modinfo", "load and find kernel modules (btrfs)"),
         *_programs("host", "procps", "sysctl", "kernel limits containers need at scale"),
         *_programs("host", "iproute2", "ip", "bridges, veth pairs, VXLAN tunnels, routes"),
+        *_programs("host", "ethtool", "ethtool", "checksum offload off on cross-host link ends"),
         *_programs("host", "util-linux", "nsenter unshare setsid",
                    "enter node namespaces; private mount namespaces for image builds; detach lxd"),
         *_programs("host", "mount", "mount", "cgroup hierarchies on nested hosts"),

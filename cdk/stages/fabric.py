@@ -10,6 +10,7 @@ from typing import Any
 
 from cdk.model import Host, Lab, Node
 from cdk.stages import common
+from cdk.stages.links import fabric_mtu
 from cdk.stages.nodes import endpoint
 
 #: RSTP bridge priority per role: the top tier wins the root election, leaves never do
@@ -67,7 +68,7 @@ def _node_spec(
             "address": addressing.management[node.name],
             "gateway": addressing.management_gateway.split("/")[0],
         },
-        "mtu": addressing.mtu,
+        "mtu": fabric_mtu(lab),  # the links' MTU: lowered for VXLAN when links cross hosts
     }
     if node.kind == "switch":
         spec["bridge"] = {
