@@ -7,10 +7,12 @@ own daemon with `lxc query` (its unix socket), which works before any TLS trust 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -70,7 +72,10 @@ class SshShell:
         if self.known_hosts:
             # one connection per host, reused by every command for a minute: a reconciler runs
             # dozens of short commands on a host, each would pay a handshake
-            control = os.path.join(os.path.dirname(self.known_hosts), "ssh-%C")
+            # (short: a socket path has 108 bytes; per key and known_hosts: a connection another
+            # lab's key opened must never log this one in)
+            tag = hashlib.sha256(f"{self.key}\0{self.known_hosts}".encode()).hexdigest()[:10]
+            control = os.path.join(tempfile.gettempdir(), f"distrilab-ssh-{tag}-%C")
             opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", "ControlPersist=60"]
             checking = "yes" if self.strict else "accept-new"
             opts += ["-o", f"UserKnownHostsFile={self.known_hosts}",

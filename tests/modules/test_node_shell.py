@@ -75,3 +75,27 @@ def test_has_file_looks_through_the_inits_root_and_knows_what_it_cannot_see(proc
     assert shell.has_file("dl-other", "/etc/distrilab/boot.d/50-fabric.sh") is False
     assert shell.has_file("dl-a-stopped", "/etc/distrilab/boot.d/50-fabric.sh") is None
     assert NodeShell(None, local=False, proc=proc).has_file("dl-a-leaf-01", "/etc/hostname") is None
+
+
+def test_a_host_that_cannot_enter_its_containers_namespaces_falls_back_to_lxd_exec(
+    proc: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+
+    from modules import node_shell
+
+    calls: list[list[str]] = []
+
+    def refused(argv: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        calls.append(argv)  # what a nested LXD host sees
+        failure = "nsenter: reassociate to namespace 'ns/time' failed\n"
+        return subprocess.CompletedProcess(argv, 1, "", failure)
+
+    monkeypatch.setattr(node_shell.subprocess, "run", refused)
+    fake = FakeLxd(exec_handler=lambda name, argv: (0, "hi\n", ""))
+    fake.add_instance("dl-a-leaf-01")
+    shell = NodeShell(fake, local=True, proc=proc)
+    assert shell.sh("dl-a-leaf-01", "echo hi").stdout == "hi\n"
+    assert shell.sh("dl-a-leaf-01", "echo hi").stdout == "hi\n"
+    assert len(calls) == 1 and not shell.nsenter_works  # tried once, then LXD exec only
+    assert len(fake.execs) == 2
