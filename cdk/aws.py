@@ -22,6 +22,7 @@ import yaml
 
 from cdk.errors import DistrilabError
 from cdk.model import Lab
+from cdk.programs import packages
 from cdk.stages.cluster import SYSCTLS
 
 Architecture = Literal["x86_64", "arm64"]
@@ -247,9 +248,10 @@ cat > /etc/sysctl.d/60-distrilab.conf <<'EOF'
 EOF
 sysctl -q --system
 apt-get update -q
-# nftables before LXD: a daemon started without it cannot create bridges
-apt-get install -y -q --no-install-recommends nftables btrfs-progs
-apt-get install -y -q --no-install-recommends lxd lxd-client
+# what every lab host gets (cdk/programs.py, the list .ci/setup and the cluster stage install
+# from); nftables before LXD: a daemon started without it cannot create bridges
+apt-get install -y -q --no-install-recommends nftables
+apt-get install -y -q --no-install-recommends {" ".join(packages(["host"]))}
 if [ -d /run/systemd/system ]; then
     systemctl enable --now lxd.socket lxd.service
 elif ! lxc info >/dev/null 2>&1; then

@@ -5,7 +5,7 @@ lab on the host) and the sysctls containers need at scale (fs.inotify.*, raised,
 persisted in /etc/sysctl.d/60-distrilab.conf).
 
 Apply, in phases, each step only when needed and saying what it does:
-  0. install the packages of every `host` program the host lacks (modules/programs.py, the list
+  0. install the packages of every `host` program the host lacks (cdk/programs.py, the list
      `.ci/setup` installs from too; nftables before the daemon first starts, or bridge creation
      fails) and raise the sysctls;
   1. on a nested host (itself a container), make it able to hold containers: give root a
@@ -50,16 +50,16 @@ from typing import Any
 
 from cdk.aws import READY_MARKER, SSH_USER
 from cdk.errors import DistrilabError, ReconcileError
+from cdk.programs import probe_script
 from cdk.stages.cluster import POOL, SYSCTLS
 from modules.host_shell import Shell, ShellError, is_local, lxd_query, shell_for
 from modules.lxd_client import LxdUnreachableError, custom_lxd_dir, local_hint, local_socket
-from modules.programs import probe_script
 from modules.reconcile import Action, Reconciler
 
 log = logging.getLogger(__name__)
 OWNER = "lxd_host"
 
-#: the program groups every lab host needs (modules/programs.py)
+#: the program groups every lab host needs (cdk/programs.py)
 HOST_GROUPS = ("host",)
 LXD_LOG = "/var/log/lxd-distrilab.log"
 SYSCTL_FILE = "/etc/sysctl.d/60-distrilab.conf"

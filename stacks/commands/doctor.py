@@ -1,4 +1,4 @@
-"""`distrilab doctor`: is this machine ready? Every program distrilab runs (modules/programs.py),
+"""`distrilab doctor`: is this machine ready? Every program distrilab runs (cdk/programs.py),
 where it was found, and the Debian package that brings each missing one."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def doctor(args: argparse.Namespace) -> int:
     from cdk.errors import DistrilabError
-    from modules.programs import SYSTEM_PATH, missing, programs
+    from cdk.programs import SYSTEM_PATH, missing, programs
 
     groups = args.group or ["host", "dev"]
     try:

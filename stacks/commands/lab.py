@@ -127,10 +127,10 @@ CONTROLLER_PROGRAMS = ("ssh", "ssh-keygen", "ssh-keyscan", "openssl")
 
 def require_programs(lab: object) -> None:
     """Refuse, before anything is created, to run without a program the apply needs here; the
-    error names each program and the Debian package that brings it (modules/programs.py)."""
+    error names each program and the Debian package that brings it (cdk/programs.py)."""
     from cdk.errors import DistrilabError
+    from cdk.programs import missing
     from modules.host_shell import is_local
-    from modules.programs import missing
 
     local = any(is_local({"kind": h.kind}) for h in lab.hosts)  # type: ignore[attr-defined]
     gaps = [p for p in missing(["host"]) if local or p.name in CONTROLLER_PROGRAMS]

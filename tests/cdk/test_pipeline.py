@@ -24,6 +24,7 @@ EXPECTED = {
     "clos-1000.yaml": ("clos1k", 996, "clos"),
     "aws-2hosts.yaml": ("aws2", 12, "leaf-spine"),
     "alcor-small.yaml": ("alcorsmall", 8, "leaf-spine"),
+    "ssh-3hosts.yaml": ("ssh3", 26, "clos"),
 }
 
 

@@ -22,6 +22,7 @@ import pytest
 
 from modules import testbed
 
+pytestmark = pytest.mark.e2e
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHECKOUT = "/root/distrilab"
 LOGS = Path(os.environ.get("DISTRILAB_TEST_LOGS", "/tmp/distrilab-test-logs"))

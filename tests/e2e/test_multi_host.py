@@ -10,6 +10,7 @@ twice: the default `partition` placement, then `round-robin` (many cross-host li
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -61,6 +62,20 @@ def write_lab(bed: testbed.Testbed, folder: Path, strategy: str) -> tuple[str, P
     return name, path
 
 
+LOGS = Path(os.environ.get("DISTRILAB_TEST_LOGS", "/tmp/distrilab-test-logs"))
+
+
+def distrilab(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """Run the CLI; its output goes to a log file (named in any failure) and is returned."""
+    rc = cli.main(list(argv))
+    captured = capsys.readouterr()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log = LOGS / f"multi-host-{argv[0]}-{Path(argv[-1]).stem}-{time.strftime('%H%M%S')}.log"
+    log.write_text(captured.out + captured.err)
+    tail = "\n".join((captured.out + captured.err).splitlines()[-30:])
+    return rc, f"{captured.out}{captured.err}\n(log {log})\n{tail}"
+
+
 def on(bed: testbed.Testbed, index: int, script: str) -> subprocess.CompletedProcess[str]:
     return testbed.run(bed.machine(index), script, timeout=300)
 
@@ -86,10 +101,9 @@ def test_a_clos_lab_across_three_ssh_hosts(
     name, lab_file = write_lab(bed, tmp_path, strategy)
     started = time.monotonic()
     try:
-        assert cli.main(["up", str(lab_file)]) == 0, capsys.readouterr()
+        rc, out = distrilab(capsys, "up", str(lab_file))
         up_seconds = time.monotonic() - started
-        out = capsys.readouterr().out
-        assert f"lab {name}: healthy" in out, out
+        assert rc == 0 and f"lab {name}: healthy" in out, out[-4000:]
 
         placed = instances(bed, name)
         members = set(placed.values())
@@ -106,16 +120,15 @@ def test_a_clos_lab_across_three_ssh_hosts(
         assert on(bed, 1, f"lxc delete --force {victim}").returncode == 0
         tunnel = next(i for i in lab_interfaces(bed, 2, name) if i[6] == "x")
         assert on(bed, 2, f"ip link del {tunnel}").returncode == 0
-        assert cli.main(["plan", str(lab_file)]) == 0
-        plan_out = capsys.readouterr().out
-        assert "drift" in plan_out and "nodes@h2" in plan_out and "links@h3" in plan_out, plan_out
-        assert cli.main(["up", str(lab_file)]) == 0
-        assert f"lab {name}: healthy" in capsys.readouterr().out
+        rc, plan_out = distrilab(capsys, "plan", str(lab_file))
+        assert rc == 0 and "drift" in plan_out and "nodes@h2" in plan_out and "links@h3" in plan_out, plan_out
+        rc, out = distrilab(capsys, "up", str(lab_file))
+        assert rc == 0 and f"lab {name}: healthy" in out, out[-4000:]
         assert victim in instances(bed, name) and tunnel in lab_interfaces(bed, 2, name)
         print(f"multi-host {strategy}: up {up_seconds:.0f} s for {len(placed)} instances")
     finally:
-        down = cli.main(["down", str(lab_file)])
-    assert down == 0
+        down, down_out = distrilab(capsys, "down", str(lab_file))
+    assert down == 0, down_out[-4000:]
     assert instances(bed, name) == {}
     for index in range(3):
         assert lab_interfaces(bed, index, name) == [], f"h{index + 1} keeps interfaces"
@@ -190,12 +203,12 @@ def test_a_host_that_disappears_mid_apply_is_completed_after_it_returns(
         testbed.lxc("start", h3.name)  # it comes back: LXD not running, its cgroups unmounted
         testbed.wait_ssh(bed, h3)
         capsys.readouterr()
-        assert cli.main(["up", str(lab_file)]) == 0, capsys.readouterr()
-        assert f"lab {name}: healthy" in capsys.readouterr().out
+        rc, out = distrilab(capsys, "up", str(lab_file))
+        assert rc == 0 and f"lab {name}: healthy" in out, out[-4000:]
         assert "h3" in set(instances(bed, name).values())
     finally:
-        down = cli.main(["down", str(lab_file)])
-    assert down == 0
+        down, down_out = distrilab(capsys, "down", str(lab_file))
+    assert down == 0, down_out[-4000:]
     assert instances(bed, name) == {}
     for index in range(3):
         assert lab_interfaces(bed, index, name) == [], f"h{index + 1} keeps interfaces"

@@ -35,7 +35,7 @@ from modules.lxd_host import (
     start_daemon,
 )
 
-#: what a fresh Debian machine lacks (the probe script of modules/programs.py names them)
+#: what a fresh Debian machine lacks (the probe script of cdk/programs.py names them)
 FRESH_MISSING = ("lxd", "lxd-client", "dnsmasq-base", "nftables", "btrfs-progs", "kmod")
 FRESH = Facts(
     missing_packages=FRESH_MISSING,

@@ -26,6 +26,7 @@ from cdk.aws import CLIENT_CERT_PATH, DEBIAN_OWNER, INIT_SCRIPT_PATH, READY_MARK
 from cdk.errors import DistrilabError
 from cdk.model import Lab
 from cdk.pipeline import lab_from_dict
+from cdk.programs import packages
 from stacks.aws_hosts import PROVIDER_PACKAGE, AwsHosts, add_aws_hosts
 from stacks.paths import REPO_ROOT, Paths
 
@@ -205,9 +206,11 @@ def test_user_data_installs_lxd_and_raises_inotify_limits(tf: dict[str, Any], tm
     assert files[INIT_SCRIPT_PATH]["permissions"] == "0755"
     assert config["runcmd"] == [[INIT_SCRIPT_PATH]]
     lines = script.splitlines()
-    nft = lines.index("apt-get install -y -q --no-install-recommends nftables btrfs-progs")
-    lxd = lines.index("apt-get install -y -q --no-install-recommends lxd lxd-client")
+    nft = lines.index("apt-get install -y -q --no-install-recommends nftables")
+    # the same list as .ci/setup and the ssh bootstrap: one installer for every kind of host
+    lxd = lines.index("apt-get install -y -q --no-install-recommends " + " ".join(packages(["host"])))
     assert nft < lxd  # nftables present before the LXD daemon first starts
+    assert {"lxd", "lxd-client", "dnsmasq-base", "kmod"} <= set(lines[lxd].split())
     assert "fs.inotify.max_user_instances = 1024" in lines
     assert "fs.inotify.max_user_watches = 1048576" in lines
     assert "lxc config set core.https_address '[::]:8443'" in lines

@@ -2,7 +2,7 @@
 
 Who reads it:
 - `.ci/setup` (the README's installer) installs the packages of the `host` and `dev` groups
-  (`python3 -m modules.programs packages host dev`); it runs before the venv exists, so this
+  (`python3 -m cdk.programs packages host dev`); it runs before the venv exists, so this
   module imports nothing outside the standard library;
 - the `cluster` stage (`modules.lxd_host`) installs the `host` group on every lab host, local or
   over ssh: one installer for this machine and for bare-metal hosts;
@@ -154,12 +154,12 @@ def probe_script(groups: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str]) -> int:
-    """`python3 -m modules.programs packages GROUP...`: every package of the groups, one per line;
+    """`python3 -m cdk.programs packages GROUP...`: every package of the groups, one per line;
     `... probe-script GROUP...`: the sh script that prints what a host lacks (see probe_script);
     `... missing GROUP...`: `program package` per missing program, exit 1 when any is missing."""
     commands = ("packages", "probe-script", "missing")
     if len(argv) < 2 or argv[0] not in commands:
-        print(f"usage: python3 -m modules.programs {'|'.join(commands)} GROUP...", file=sys.stderr)
+        print(f"usage: python3 -m cdk.programs {'|'.join(commands)} GROUP...", file=sys.stderr)
         return 2
     try:
         if argv[0] == "packages":

@@ -1,4 +1,4 @@
-"""The one list of programs (modules/programs.py) against the code: every program the code runs is
+"""The one list of programs (cdk/programs.py) against the code: every program the code runs is
 on it, with its package; image programs come from the image recipes; the installer reads it."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cdk import programs
 from images.recipe import RecipeBook
-from modules import programs
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("cdk", "stacks", "modules", "images", "bench", "tests")
@@ -92,7 +92,7 @@ def test_every_program_the_code_runs_is_on_the_list() -> None:
     listed = {p.name for p in programs.PROGRAMS} | {"python3", "python"}
     unlisted = {name: where for name, where in found_programs().items() if name not in listed}
     assert not unlisted, (
-        "programs run by the code but missing from modules/programs.py (add each with its Debian "
+        "programs run by the code but missing from cdk/programs.py (add each with its Debian "
         f"package): {unlisted}"
     )
 
@@ -123,7 +123,7 @@ def test_every_program_has_a_package_or_says_where_it_comes_from() -> None:
 
 def test_setup_reads_the_list() -> None:
     setup = (REPO_ROOT / ".ci" / "setup").read_text()
-    assert "python3 -m modules.programs probe-script host dev" in setup
+    assert "python3 -m cdk.programs probe-script host dev" in setup
     assert "apt-get install" in setup and "lxd" not in setup.split("apt_install", 1)[0]
 
 
