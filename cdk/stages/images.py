@@ -26,7 +26,14 @@ def image_alias(lab: str, recipe: str) -> str:
 
 
 def build(lab: Lab, host: Host) -> dict[str, Any] | None:
-    """The images-stage spec for `host` (pure): every recipe `lab.images` names, deduplicated."""
+    """The images-stage spec for `host` (pure): every recipe `lab.images` names, deduplicated.
+
+    A multi-host lab's hosts form one LXD cluster, whose images and aliases are shared by every
+    member: the first host imports them once for all (LXD copies an image to a member when an
+    instance there needs it); parallel imports and deletes from every member would race."""
+    clustered = len(lab.hosts) > 1
+    if clustered and host.name != lab.hosts[0].name:
+        return None
     options = dict(lab.image_options)
     base = Path(lab.source).resolve().parent if lab.source and not lab.source.startswith("<") else None
     inputs = {
@@ -36,7 +43,10 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
     }
     from cdk.stages import alcor, controller  # their images, on the control-plane host
 
-    extra = alcor.required_recipes(lab, host) | controller.required_recipes(lab, host)
+    hosts = lab.hosts if clustered else (host,)
+    extra: set[str] = set()
+    for each in hosts:
+        extra |= alcor.required_recipes(lab, each) | controller.required_recipes(lab, each)
     recipes = sorted(set(lab.images.values()) | extra)
     return {
         **common(lab, host),

@@ -47,3 +47,16 @@ def test_images_spec_dedups_recipes_and_resolves_inputs_next_to_the_lab_file() -
 
 def test_image_alias_is_per_lab() -> None:
     assert image_alias("st", "switch") == "dl-st-switch"
+
+
+def test_a_multi_host_lab_imports_its_images_once_from_the_first_host() -> None:
+    hosts = [{"name": f"h{i}", "kind": "ssh", "address": f"198.51.100.{i}"} for i in (1, 2, 3)]
+    topology = {"kind": "leaf-spine", "spines": 2, "leaves": 3, "servers_per_leaf": 2}
+    images = specs("images", {**LAB, "hosts": hosts, "topology": topology})
+    # one LXD cluster: images and aliases are shared; parallel imports/deletes would race
+    assert [s["host"] for s in images] == ["h1"]
+    assert images[0]["recipes"] == ["server", "switch"]
+    assert images[0]["endpoint"]["lab"] == "st"  # reached with the lab's own credentials
+    cluster = specs("cluster", {**LAB, "hosts": hosts, "topology": topology})
+    assert [(s["host"], s["cluster"]["role"]) for s in cluster] == [
+        ("h1", "bootstrap"), ("h2", "join"), ("h3", "join")]
