@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import subprocess
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from modules.host_shell import is_local
 log = logging.getLogger(__name__)
 
 LXD_PORT = 8443
+TRUST_RETRIES = 20
 DEFAULT_LXD_DIR = Path("/var/lib/lxd")
 
 
@@ -125,6 +127,13 @@ def connect(host: Host | Mapping[str, Any] | None = None, timeout: float | None 
             # pinned certificate (machines that set them for an egress proxy): LXD is not behind one
             session.trust_env = False
             client = pylxd.Client(endpoint=ep.url, timeout=timeout, session=session)
+            # a member that just joined a cluster learns the trust store a moment later (seen:
+            # "not trusted" from the newest member while the first one already trusted us)
+            for _ in range(TRUST_RETRIES):
+                if client.trusted:
+                    break
+                time.sleep(1)
+                client = pylxd.Client(endpoint=ep.url, timeout=timeout, session=session)
             if not client.trusted:
                 raise LxdUnreachableError(
                     ep.describe(),

@@ -9,18 +9,22 @@ Apply, in phases, each step only when needed and saying what it does:
      `.ci/setup` installs from too; nftables before the daemon first starts, or bridge creation
      fails) and raise the sysctls;
   1. on a nested host (itself a container), make it able to hold containers: give root a
-     subordinate id range inside the host's own, and mount the cgroup-v1 `cpu`/`cpuacct`
-     hierarchies that the outer host's layout leaves as dangling links (see "Nested hosts");
-  1. then start the daemon: the system's service manager when there is one, else
+     subordinate id range inside the host's own, and mount the cgroup hierarchies missing
+     under /sys/fs/cgroup (see "Nested hosts");
+  2. start the daemon: the system's service manager when there is one, else
      `lxd --group root --logfile /var/log/lxd-distrilab.log` detached, then `lxd waitready`;
-  2. (multi-host labs) bootstrap the LXD cluster on the first host, join it from the others
+  3. (multi-host labs) bootstrap the LXD cluster on the first host, join it from the others
      with a `cluster_token` preseed (see "Remote hosts" below);
-  3. create the storage pool: btrfs on a loop file where the kernel has btrfs and the daemon
+  4. create the storage pool: btrfs on a loop file where the kernel has btrfs and the daemon
      offers it (copy-on-write containers) and loop devices exist, `dir` otherwise. An existing
-     pool is reused as is.
+     pool is reused as is;
+  5. (multi-host labs) trust the lab's client certificate (first host) and pin the cluster's
+     certificate for the reconcilers' TLS (every host).
 
-Destroy changes nothing: the daemon, the shared pool and the sysctls are infrastructure that
-other labs on the host use; a lab's own objects are removed by the later stages' destroys.
+Destroy leaves the daemon, the shared pool and the sysctls: infrastructure other labs on the
+host use; a lab's own objects are removed by the later stages' destroys. A multi-host lab's
+destroy releases what it set up: its certificate leaves the trust store, and a host it joined
+to its cluster leaves it (its LXD state cleared, as it was before the join).
 
 Everything runs through a `modules.host_shell.Shell`, so a remote host (kind ssh/aws) goes
 through exactly the same steps over ssh. `python -m modules.lxd_host ensure` runs the local
@@ -458,8 +462,8 @@ def delete_pool(shell: Shell, name: str) -> None:
 #
 # Multi-host labs form one LXD cluster so every later stage talks to one API (`target=` picks
 # the member). The first host bootstraps it; each other host gets a join token from the first
-# (`lxc cluster add`) and joins with a preseed. This path needs real remote machines and is
-# tested at unit level only (the preseed documents); single-host labs never take it.
+# (`lxc cluster add`) and joins with a preseed. Tested end to end with three testbed machines
+# as ssh hosts (tests/e2e/test_multi_host.py); single-host labs never take this path.
 
 
 def member_address(endpoint: dict[str, Any]) -> str:

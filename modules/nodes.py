@@ -113,7 +113,9 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
         network = None
         try:
             net = rest.metadata(client.api.networks[spec.network].get())
-            network = {"name": net["name"], "config": net.get("config", {})}
+            # in a cluster a network another member's stage is still creating is not there yet
+            if net.get("status", "Created") == "Created":
+                network = {"name": net["name"], "config": net.get("config", {})}
         except rest.NotFound:
             pass
         images: dict[str, str | None] = {}
@@ -329,9 +331,10 @@ def _template_of(spec: Spec, alias: str) -> str:
     return f"{name}-{short_hash(spec.target, 6)}" if spec.target else name
 
 
-def create_cluster_network(client: Any, body: dict[str, Any], attempts: int = 5) -> None:
+def create_cluster_network(client: Any, body: dict[str, Any], attempts: int = 8) -> None:
     """A managed network in an LXD cluster: defined on every member (`?target=`), then created.
-    The members' stages run in parallel and may race: whoever finds it created is done."""
+    The members' stages run in parallel and may race: each retries until the network is
+    created, by itself or by another."""
     listed = rest.metadata(client.api.cluster.members.get(params={"recursion": 1}))
     members = [m["server_name"] for m in listed]
     for attempt in range(attempts):
