@@ -10,9 +10,10 @@ directory, the placement file and the host's routes, and is otherwise pure and d
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,20 @@ DNS_LABEL = re.compile(r"^[a-z]([a-z0-9-]*[a-z0-9])?$")
 
 
 def load_lab(
-    path: str | Path, *, host_routes: Sequence[HostRoute] | None = None, recipes_dir: Path | None = None
+    path: str | Path,
+    *,
+    host_routes: Sequence[HostRoute] | None = None,
+    recipes_dir: Path | None = None,
+    capacities: Mapping[str, int] | None = None,
 ) -> Lab:
     """Load, validate and resolve a lab file; raises LabFileError naming every problem of a stage.
 
     `host_routes` defaults to this machine's routes and resolvers (cdk.host_routes);
-    `recipes_dir` to the shipped images/recipes.
+    `recipes_dir` to the shipped images/recipes; `capacities` (host -> nodes, read from the
+    hosts by `up`) stand in for the capacity of hosts the lab gives none.
     """
-    return run_pipeline(lambda: read_lab_file(path), host_routes=host_routes, recipes_dir=recipes_dir)
+    return run_pipeline(lambda: read_lab_file(path), host_routes=host_routes, recipes_dir=recipes_dir,
+                        capacities=capacities)
 
 
 def lab_from_dict(
@@ -73,10 +80,15 @@ def run_pipeline(
     *,
     host_routes: Sequence[HostRoute] | None = None,
     recipes_dir: Path | None = None,
+    capacities: Mapping[str, int] | None = None,
 ) -> Lab:
     """Every stage in order; each raises LabFileError at its end if it found problems."""
     source = load()  # the file, its YAML syntax and the line of every key
     spec = validate(source, recipes_dir)  # JSON schema + semantic checks, defaults filled in
+    if capacities:  # what the hosts hold, for those the lab gives no capacity
+        hosts = tuple(dataclasses.replace(h, capacity=capacities[h.name])
+                      if not h.capacity_given and h.name in capacities else h for h in spec.hosts)
+        spec = dataclasses.replace(spec, hosts=hosts)
     topology = expand(spec, source)  # topology generator: its constraints, then its nodes and links
     routes = read_host_routes() if host_routes is None else host_routes
     addressing = address(spec, topology, source, routes)  # pools: overlaps, capacity, host routes

@@ -114,7 +114,9 @@ def read_facts(shell: SshShell) -> HostFacts:
     return HostFacts(cores=int(out[0]), memory_mib=int(out[2]) // 1024)
 
 
-def check_host(lab: Lab, host: Host, counts: dict[str, int]) -> list[tuple[str, str, str]]:
+def check_host(
+    lab: Lab, host: Host, counts: dict[str, int], read: dict[str, int]
+) -> list[tuple[str, str, str]]:
     endpoint = {"name": host.name, "kind": host.kind, "address": host.address, "lab": lab.name,
                 "ssh_key": host.ssh_key}
     problem = check_host_key(host, lab_secrets.known_hosts(lab.name))
@@ -131,6 +133,7 @@ def check_host(lab: Lab, host: Host, counts: dict[str, int]) -> list[tuple[str, 
                  f"add {pub} to {user}'s ~/.ssh/authorized_keys there, or name the right key in ssh_key")]
     placed = counts.get(host.name, 0)
     facts = read_facts(shell)
+    read[host.name] = facts.node_capacity()
     capacity = host.capacity if host.capacity_given else facts.node_capacity()
     if placed > capacity:
         source = "its capacity" if host.capacity_given else (
@@ -140,16 +143,26 @@ def check_host(lab: Lab, host: Host, counts: dict[str, int]) -> list[tuple[str, 
     return []
 
 
-def preflight(lab: Lab) -> None:
-    """Check every ssh host of the lab in parallel; PreflightError listing all problems."""
+def preflight(lab: Lab) -> bool:
+    """Check every ssh host of the lab in parallel; PreflightError listing all problems.
+
+    What each host holds is kept for the lab (modules/lab_secrets.py), and every command places
+    the nodes of hosts without a `capacity` by it: True when it changed (the caller loads the lab
+    again, the placement may differ)."""
     hosts = [h for h in lab.hosts if h.kind == "ssh"]
     if not hosts:
-        return
+        return False
     counts: dict[str, int] = {}
     for host_name in lab.placement.assignment.values():
         counts[host_name] = counts.get(host_name, 0) + 1
+    read: dict[str, int] = {}
     with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
-        found = list(pool.map(lambda h: check_host(lab, h, counts), hosts))
+        found = list(pool.map(lambda h: check_host(lab, h, counts, read), hosts))
     problems = [p for items in found for p in items]
     if problems:
         raise PreflightError(problems)
+    wanted = {h.name: read[h.name] for h in hosts if not h.capacity_given and h.name in read}
+    if wanted and wanted != lab_secrets.read_capacities(lab.name):
+        lab_secrets.save_capacities(lab.name, wanted)
+        return True
+    return False

@@ -5,6 +5,7 @@
         known_hosts                      the hosts' ssh keys, recorded on first contact
         lxd/client.crt, lxd/client.key   the lab's LXD client certificate (trusted by its cluster)
         lxd/servers/<host>.crt           the cluster's certificate, pinned at bootstrap
+        capacities.json                  nodes each host holds, read by `up` (hosts without capacity)
 
 Terraform state and logs only ever hold these paths, never their contents. Nothing here is a
 password: hosts are reached with keys, the cluster with the client certificate.
@@ -12,6 +13,7 @@ password: hosts are reached with keys, the cluster with the client certificate.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -65,3 +67,15 @@ def lxd_dir(lab: str) -> Path:
     path = lab_dir(lab) / "lxd"
     path.mkdir(exist_ok=True, mode=0o700)
     return path
+
+
+def read_capacities(lab: str) -> dict[str, int]:
+    """What `up` read the lab's hosts hold ({} before the first `up`; creates nothing)."""
+    path = secrets_root() / lab / "capacities.json"
+    return {str(k): int(v) for k, v in json.loads(path.read_text()).items()} if path.is_file() else {}
+
+
+def save_capacities(lab: str, capacities: dict[str, int]) -> None:
+    path = lab_dir(lab) / "capacities.json"
+    path.write_text(json.dumps(dict(sorted(capacities.items())), indent=2) + "\n")
+    path.chmod(0o600)

@@ -29,7 +29,15 @@ def load(path: str | Path, check_host_routes: bool = True) -> Lab:
     if path.suffix == ".py":
         return _load_python(path)
     pipeline = importlib.import_module("cdk.pipeline")  # not at the top: `*.py` labs need none of it
-    lab = pipeline.load_lab(path, host_routes=None if check_host_routes else ())
+    routes = None if check_host_routes else ()
+    lab = pipeline.load_lab(path, host_routes=routes)
+    if any(h.kind == "ssh" and not h.capacity_given for h in lab.hosts):
+        # what `up` read the hosts hold, so every command places the nodes as `up` did
+        from modules.lab_secrets import read_capacities
+
+        capacities = read_capacities(lab.name)
+        if capacities:
+            lab = pipeline.load_lab(path, host_routes=routes, capacities=capacities)
     if not isinstance(lab, Lab):
         raise TypeError(f"cdk.pipeline.load_lab returned {type(lab).__name__}, expected Lab")
     return lab

@@ -10,7 +10,7 @@ import argparse
 import importlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -81,11 +81,7 @@ def plan(args: argparse.Namespace) -> int:
     from stacks import deploy
     from stacks.progress import plan_table
 
-    synthesized = _synth(args)
-    require_programs(synthesized.lab)
-    from modules.host_preflight import preflight
-
-    preflight(synthesized.lab)  # ssh hosts: reachable, known, logged into, big enough
+    synthesized = ready(args, _synth(args))
     drifted = _report_drift(deploy.drift(synthesized))
     result = deploy.plan(synthesized, replace=drifted)
     if not result.changed:
@@ -100,11 +96,7 @@ def up(args: argparse.Namespace) -> int:
     from stacks.cli import has_subcommand
     from stacks.progress import ApplyProgress
 
-    synthesized = _synth(args)
-    require_programs(synthesized.lab)
-    from modules.host_preflight import preflight
-
-    preflight(synthesized.lab)  # ssh hosts: reachable, known, logged into, big enough
+    synthesized = ready(args, _synth(args))
     drifted = _report_drift(deploy.drift(synthesized))
     with ApplyProgress(synthesized, console, title="up") as progress:
         result = deploy.apply(synthesized, progress.handle, replace=drifted)
@@ -118,6 +110,19 @@ def up(args: argparse.Namespace) -> int:
     check_args = args.parser.parse_args(["check", str(args.lab)])
     check_args.parser = args.parser
     return int(check_args.func(check_args))
+
+
+def ready(args: argparse.Namespace, synthesized: Any) -> Any:  # stacks.deploy.Synthesized
+    """Before terraform touches anything: this machine has what it runs, and the lab's ssh hosts
+    pass their pre-flight. When that read what a host holds for the first time (or it changed),
+    the lab is synthesized again: its placement follows it."""
+    from modules.host_preflight import preflight
+
+    require_programs(synthesized.lab)
+    if preflight(synthesized.lab):  # ssh hosts: reachable, known, logged into, big enough
+        synthesized = _synth(args)
+        preflight(synthesized.lab)
+    return synthesized
 
 
 #: what this machine runs for a lab whose hosts are all remote (the cluster stage installs the

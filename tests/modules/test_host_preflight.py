@@ -66,3 +66,29 @@ def test_capacity_from_memory_and_one_error_listing_every_host() -> None:
     assert "nothing was created" in text and "h1: unreachable" in text and "h2: too small" in text
     with pytest.raises(PreflightError):
         raise err
+
+
+def test_capacities_read_from_hosts_place_the_nodes_of_hosts_without_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cdk.pipeline import load_lab
+    from modules import lab_secrets
+
+    monkeypatch.setenv("DISTRILAB_SECRETS", str(tmp_path / "secrets"))
+    lab_file = tmp_path / "cap.yaml"
+    lab_file.write_text(
+        "name: cap\n"
+        "hosts:\n"
+        "  - {name: h1, kind: ssh, address: 198.51.100.1}\n"
+        "  - {name: h2, kind: ssh, address: 198.51.100.2, capacity: 500}\n"
+        "topology: {kind: leaf-spine, spines: 2, leaves: 4, servers_per_leaf: 4}\n"
+        "placement: {strategy: round-robin}\n"
+    )
+    assert lab_secrets.read_capacities("cap") == {}  # nothing read yet, nothing created
+    assert not (tmp_path / "secrets").exists()
+    lab_secrets.save_capacities("cap", {"h1": 3})  # h1 was read to hold 3 nodes
+    lab = load_lab(lab_file, host_routes=[], capacities=lab_secrets.read_capacities("cap"))
+    hosts = {h.name: h.capacity for h in lab.hosts}
+    assert hosts == {"h1": 3, "h2": 500}  # a capacity the lab gives wins over a read one
+    placed = list(lab.placement.assignment.values())
+    assert placed.count("h1") <= 3 and placed.count("h2") == len(placed) - placed.count("h1")
