@@ -77,6 +77,7 @@ class Spec:
     nodes: tuple[NodeSpec, ...]
     endpoint: dict[str, Any] | None = None  # how to reach the host's LXD API
     target: str | None = None  # the LXD cluster member to create instances on (None: standalone)
+    network_creator: str | None = None  # the member whose stage creates a cluster's network
 
 
 class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
@@ -96,6 +97,7 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
                 lab=data["lab"], host=data["host"], max_workers=int(data.get("max_workers") or 8),
                 pool=data.get("pool") or "distrilab", privileged=bool(data.get("privileged")),
                 network=data["network"]["name"], gateway=data["network"]["gateway"], nodes=nodes,
+                network_creator=data["network"].get("creator"),
                 endpoint=data.get("endpoint"), target=data.get("target"),
             )
         except (KeyError, TypeError) as err:
@@ -211,7 +213,7 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
         if verb == "create-network":
             body = {"name": target, "type": "bridge", "config": network_config(spec)}
             if spec.target:
-                create_cluster_network(client, body)
+                create_cluster_network(client, body, spec)
             else:
                 rest.wait_operation(client, client.api.networks.post(json=body))
             if target != f"dlm-{spec.lab}" and is_local(spec.endpoint):
@@ -331,34 +333,39 @@ def _template_of(spec: Spec, alias: str) -> str:
     return f"{name}-{short_hash(spec.target, 6)}" if spec.target else name
 
 
-def create_cluster_network(client: Any, body: dict[str, Any], attempts: int = 8) -> None:
-    """A managed network in an LXD cluster: defined on every member (`?target=`), then created.
-    The members' stages run in parallel and may race: each retries until the network is
-    created, by itself or by another."""
-    listed = rest.metadata(client.api.cluster.members.get(params={"recursion": 1}))
-    members = [m["server_name"] for m in listed]
-    for attempt in range(attempts):
+def create_cluster_network(client: Any, body: dict[str, Any], spec: Spec, timeout: float = 300) -> None:
+    """A managed network in an LXD cluster is one object for all members: the creator's stage
+    defines it on every member (`?target=`) and creates it (an errored attempt is deleted
+    first); the other members' stages, running in parallel, wait until it is created."""
+    name = body["name"]
+
+    def status() -> str | None:
         try:
-            current = rest.metadata(client.api.networks[body["name"]].get())
-            if current.get("status") == "Created":
-                return
+            return str(rest.metadata(client.api.networks[name].get()).get("status"))
         except rest.NotFound:
-            pass
-        try:
-            for member in members:
-                try:
-                    pending = {"name": body["name"], "type": body["type"]}
-                    where = {"target": member}
-                    rest.wait_operation(client, client.api.networks.post(json=pending, params=where))
-                except (rest.LxdCallError, LXDAPIException) as err:
-                    if "already" not in rest.error_text(err).lower():
-                        raise
-            rest.wait_operation(client, client.api.networks.post(json=body))
+            return None
+
+    if spec.target != spec.network_creator:
+        deadline = time.monotonic() + timeout
+        while status() != "Created":
+            if time.monotonic() > deadline:
+                raise rest.LxdCallError(
+                    f"network {name} not created by {spec.network_creator}'s stage after {timeout:.0f}s")
+            time.sleep(1)
+        return
+    if status() not in (None, "Pending"):  # Errored: a failed attempt, or Created meanwhile
+        if status() == "Created":
             return
-        except (rest.LxdCallError, LXDAPIException):
-            if attempt == attempts - 1:
+        rest.wait_operation(client, client.api.networks[name].delete())
+    listed = rest.metadata(client.api.cluster.members.get(params={"recursion": 1}))
+    for member in sorted(m["server_name"] for m in listed):
+        try:
+            pending = {"name": name, "type": body["type"]}
+            rest.wait_operation(client, client.api.networks.post(json=pending, params={"target": member}))
+        except (rest.LxdCallError, LXDAPIException) as err:
+            if "already" not in rest.error_text(err).lower():
                 raise
-            time.sleep(0.5 + attempt)
+    rest.wait_operation(client, client.api.networks.post(json=body))
 
 
 def _node_by_instance(spec: Spec, instance: str) -> NodeSpec:

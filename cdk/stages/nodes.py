@@ -93,6 +93,10 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
         "pool": lab.lxd.pool,
         "privileged": lab.lxd.privileged,
         "network": {
+            # in a cluster the network is one object for every member: the first host with nodes
+            # creates it, the others wait for it (parallel creations race)
+            **({"creator": next(h.name for h in lab.hosts if lab.nodes_on(h.name))}
+               if host.kind != "local" else {}),
             "name": management_network(lab.name),
             "gateway": lab.addressing.management_gateway,
         },
