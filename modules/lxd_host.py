@@ -503,6 +503,8 @@ def join_preseed(spec: Spec, token: str, pool_driver: str) -> dict[str, Any]:
 
 
 CLUSTER_MARKER = "/var/lib/distrilab/cluster-formed-by"
+#: how long a joining host waits for the first host to bootstrap the cluster (it may be installing)
+LEADER_TIMEOUT = 1800.0
 LXD_STATE = "/var/lib/lxd"
 CLUSTER_CERTIFICATE = f"{LXD_STATE}/cluster.crt"
 
@@ -590,8 +592,30 @@ def leave_cluster(shell: Shell, spec: Spec) -> None:
         shell.run(["rm", "-rf", "--one-file-system", dir_source(spec.pool.name)], check=False)
 
 
+def wait_for_leader(leader: Shell, spec: Spec, timeout: float = LEADER_TIMEOUT) -> None:
+    """The first host's cluster stage runs alongside this one (installing LXD takes minutes on
+    every host): wait until it has bootstrapped the cluster and made the shared pool."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            server = lxd_query(leader, "/1.0")
+            pools = {p["name"] for p in lxd_query(leader, "/1.0/storage-pools?recursion=1") or []}
+            if server.get("environment", {}).get("server_clustered") and (
+                not spec.pool or spec.pool.name in pools
+            ):
+                return
+        except (ShellError, ValueError, subprocess.TimeoutExpired):
+            pass  # LXD not installed or not started there yet
+        if time.monotonic() > deadline:
+            raise ReconcileError(OWNER, [(f"join {spec.cluster.bootstrap.get('name')}'s cluster",
+                                          f"not bootstrapped after {timeout:.0f} s")],
+                                 hint="see the first host's cluster stage")
+        time.sleep(3)
+
+
 def join_cluster(shell: Shell, spec: Spec) -> None:
     leader = host_shell(spec.cluster.bootstrap, spec.ssh_user)
+    wait_for_leader(leader, spec)
     # a token left by a join that failed half-way would block a new one for the same name
     leader.run(["lxc", "cluster", "revoke-token", spec.host], check=False)
     token = leader.run(["lxc", "cluster", "add", spec.host, "--quiet"]).stdout.strip()

@@ -234,9 +234,11 @@ class LabStack(cdktn.TerraformStack):
         addresses = self._aws_addresses(s)
         if addresses and s.stage.name == "cluster":
             depends_on = [*depends_on, *self.aws.depends_on]  # the host must exist to be set up
-        bootstrap = self.resources.get(resource_id("cluster", self.lab.hosts[0].name))
-        if s.stage.name == "cluster" and s.host != self.lab.hosts[0].name and bootstrap is not None:
-            depends_on = [*depends_on, bootstrap]  # joining needs a token from the bootstrapped first host
+            bootstrap = self.resources.get(resource_id("cluster", self.lab.hosts[0].name))
+            if BOOTSTRAP_ADDRESS_ENV in addresses and bootstrap is not None:
+                depends_on.append(bootstrap)  # joining needs the first host's address and token
+        # other joining hosts install LXD while the first one bootstraps the cluster, and wait
+        # for it only to join (modules/lxd_host.py: join_cluster)
         # destroy-time provisioners may only reference `self`: they read the addresses from input
         destroy_env = {name: f"${{self.input.addresses.{name}}}" for name in addresses}
         resource = cdktn.TerraformResource(
