@@ -264,7 +264,27 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
         count = super().converge(spec, dry_run, progress)
         if count and not dry_run and spec.nodes:
             self.verify_running(self.connect(spec), spec)
+        if not dry_run and not spec.nodes and spec.target:
+            self.release_cluster_network(self.connect(spec), spec)
         return count
+
+    def release_cluster_network(self, client: Any, spec: Spec) -> None:
+        """The members' destroys run in parallel and each plans before the others finish, so
+        none may see the cluster's network unused: whichever finds no instance of the lab left
+        after its own deletes removes it (a leaked bridge keeps its address and blocks the next
+        lab's network on that member)."""
+        if rest.owned_instances(client, spec.lab):
+            return
+        try:
+            net = rest.metadata(client.api.networks[spec.network].get())
+            if _owned_network(spec, {"config": net.get("config", {})}):
+                rest.wait_operation(client, client.api.networks[spec.network].delete())
+                print(f"[{self.name}] delete-network {spec.network} (the lab's last instance is gone)")
+        except rest.NotFound:
+            pass  # another member's destroy removed it
+        except (rest.LxdCallError, LXDAPIException) as err:
+            if "not found" not in rest.error_text(err).lower():
+                raise
 
     def verify_running(self, client: Any, spec: Spec) -> None:
         """Every node RUNNING a moment after the last start: a container can die after a 0 exit."""
