@@ -8,7 +8,7 @@ Who reads it:
   over ssh: one installer for this machine and for bare-metal hosts;
 - `distrilab doctor` reports which programs are missing on this machine and which package brings
   each one;
-- `tests/test_programs.py` scans the code for argv literals and fails when a program is not here,
+- `tests/cdk/test_programs.py` scans the code for argv literals and fails when a program is not here,
   and checks that every `image` program's package is in a node image recipe.
 
 Groups: `host` runs on this machine and on every lab host (the reconcilers, LXD and what LXD
