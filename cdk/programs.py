@@ -1,8 +1,8 @@
 """Every external program distrilab runs, with the Debian package that provides it: the one list.
 
 Who reads it:
-- `.ci/setup` (the README's installer) installs the packages of the `host` and `dev` groups
-  (`python3 -m cdk.programs packages host dev`); it runs before the venv exists, so this
+- `.ci/setup` (the README's installer) installs what the `host` and `dev` groups lack
+  (`python3 -m cdk.programs probe-script host dev | sh`); it runs before the venv exists, so this
   module imports nothing outside the standard library;
 - the `cluster` stage (`modules.lxd_host`) installs the `host` group on every lab host, local or
   over ssh: one installer for this machine and for bare-metal hosts;
