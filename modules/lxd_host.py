@@ -555,7 +555,14 @@ def mark_formed(shell: Shell, lab: str) -> None:
               stdin=lab + "\n")
 
 
+def already_clustered(shell: Shell) -> bool:
+    """Planned before the daemon answered (a restarted host): it may be a member already."""
+    return bool(lxd_query(shell, "/1.0").get("environment", {}).get("server_clustered"))
+
+
 def bootstrap_cluster(shell: Shell, spec: Spec) -> None:
+    if already_clustered(shell):
+        return
     shell.run(["lxd", "init", "--preseed"], stdin=json.dumps(bootstrap_preseed(spec)))
     mark_formed(shell, spec.lab)
 
@@ -614,6 +621,8 @@ def wait_for_leader(leader: Shell, spec: Spec, timeout: float = LEADER_TIMEOUT) 
 
 
 def join_cluster(shell: Shell, spec: Spec) -> None:
+    if already_clustered(shell):
+        return
     leader = host_shell(spec.cluster.bootstrap, spec.ssh_user)
     wait_for_leader(leader, spec)
     # a token left by a join that failed half-way would block a new one for the same name
