@@ -38,8 +38,7 @@ def lab_file(bed: testbed.Testbed, folder: Path) -> Path:
     name = f"bh{len(bed.machines)}{secrets.token_hex(2)}"
     lab = {
         "name": name,
-        "hosts": [{"name": f"h{i + 1}", "kind": "ssh", "address": m.address, "ssh_key": str(bed.key)}
-                  for i, m in enumerate(bed.machines)],
+        "hosts": testbed.ssh_hosts(bed),
         "topology": LAB_TOPOLOGY,
         "placement": {"strategy": "partition"},
         "resources": {"defaults": {"memory": "128MiB"}},

@@ -199,6 +199,13 @@ def destroy(bed: Testbed) -> None:
 # ---------------------------------------------------------------- use
 
 
+def ssh_hosts(bed: Testbed) -> list[dict[str, str]]:
+    """The testbed's machines as a lab file's `hosts`: h1, h2, ... of kind ssh, logged into with
+    the testbed's key."""
+    return [{"name": f"h{i + 1}", "kind": "ssh", "address": m.address, "ssh_key": str(bed.key)}
+            for i, m in enumerate(bed.machines)]
+
+
 def run(
     machine: Machine,
     script: str,

@@ -49,8 +49,7 @@ def write_lab(bed: testbed.Testbed, folder: Path, strategy: str) -> tuple[str, P
     name = f"mh{secrets.token_hex(3)}"
     lab = {
         "name": name,
-        "hosts": [{"name": f"h{i + 1}", "kind": "ssh", "address": m.address, "ssh_key": str(bed.key)}
-                  for i, m in enumerate(bed.machines)],
+        "hosts": testbed.ssh_hosts(bed),
         "topology": TOPOLOGY,
         "placement": {"strategy": strategy},
         "resources": {"defaults": {"memory": "128MiB"}},
@@ -74,6 +73,14 @@ def distrilab(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]
     log.write_text(captured.out + captured.err)
     tail = "\n".join((captured.out + captured.err).splitlines()[-30:])
     return rc, f"{captured.out}{captured.err}\n(log {log})\n{tail}"
+
+
+def assert_torn_down(bed: testbed.Testbed, name: str, down: tuple[int, str]) -> None:
+    """`down` succeeded and left no instance of the lab and no lab interface on any host."""
+    assert down[0] == 0, down[1][-4000:]
+    assert instances(bed, name) == {}
+    for index in range(len(bed.machines)):
+        assert lab_interfaces(bed, index, name) == [], f"h{index + 1} keeps interfaces"
 
 
 def on(bed: testbed.Testbed, index: int, script: str) -> subprocess.CompletedProcess[str]:
@@ -127,11 +134,8 @@ def test_a_clos_lab_across_three_ssh_hosts(
         assert victim in instances(bed, name) and tunnel in lab_interfaces(bed, 2, name)
         print(f"multi-host {strategy}: up {up_seconds:.0f} s for {len(placed)} instances")
     finally:
-        down, down_out = distrilab(capsys, "down", str(lab_file))
-    assert down == 0, down_out[-4000:]
-    assert instances(bed, name) == {}
-    for index in range(3):
-        assert lab_interfaces(bed, index, name) == [], f"h{index + 1} keeps interfaces"
+        down = distrilab(capsys, "down", str(lab_file))
+    assert_torn_down(bed, name, down)
     # the lab's certificate is no longer trusted; the members it joined left the cluster
     certificates = on(bed, 0, "lxc query /1.0/certificates?recursion=1").stdout
     assert f"distrilab-{name}" not in certificates
@@ -214,8 +218,5 @@ def test_a_host_that_disappears_mid_apply_is_completed_after_it_returns(
         assert rc == 0 and f"lab {name}: healthy" in out, out[-4000:]
         assert "h3" in set(instances(bed, name).values())
     finally:
-        down, down_out = distrilab(capsys, "down", str(lab_file))
-    assert down == 0, down_out[-4000:]
-    assert instances(bed, name) == {}
-    for index in range(3):
-        assert lab_interfaces(bed, index, name) == [], f"h{index + 1} keeps interfaces"
+        down = distrilab(capsys, "down", str(lab_file))
+    assert_torn_down(bed, name, down)
