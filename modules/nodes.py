@@ -373,9 +373,10 @@ def create_cluster_network(client: Any, body: dict[str, Any], spec: Spec, timeou
                     f"network {name} not created by {spec.network_creator}'s stage after {timeout:.0f}s")
             time.sleep(1)
         return
-    if status() not in (None, "Pending"):  # Errored: a failed attempt, or Created meanwhile
-        if status() == "Created":
-            return
+    found = status()
+    if found == "Created":  # meanwhile (an earlier run)
+        return
+    if found not in (None, "Pending"):  # Errored: a failed attempt is removed, then made again
         rest.wait_operation(client, client.api.networks[name].delete())
     listed = rest.metadata(client.api.cluster.members.get(params={"recursion": 1}))
     for member in sorted(m["server_name"] for m in listed):
