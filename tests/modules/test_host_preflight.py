@@ -4,12 +4,13 @@ tests/e2e/test_multi_host.py)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from cdk.model import Host
-from modules.host_preflight import HostFacts, PreflightError, check_host_key, recorded
+from modules.host_preflight import HostFacts, PreflightError, check_host_key, recorded, write_keys
 
 OLD = "192.0.2.50 ssh-ed25519 AAAAold"
 NEW = "192.0.2.50 ssh-ed25519 AAAAnew"
@@ -92,3 +93,15 @@ def test_capacities_read_from_hosts_place_the_nodes_of_hosts_without_one(
     assert hosts == {"h1": 3, "h2": 500}  # a capacity the lab gives wins over a read one
     placed = list(lab.placement.assignment.values())
     assert placed.count("h1") <= 3 and placed.count("h2") == len(placed) - placed.count("h1")
+
+
+def test_hosts_recorded_at_once_all_keep_their_keys(tmp_path: Path) -> None:
+    # pre-flight checks hosts in parallel threads: each one's first contact must survive the others'
+    known = tmp_path / "known_hosts"
+    known.touch()
+    addresses = [f"10.9.0.{i}" for i in range(1, 65)]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda a: write_keys(known, a, [f"{a} ssh-ed25519 AAAA{a}"]), addresses))
+    for address in addresses:
+        assert recorded(known, address) == [f"{address} ssh-ed25519 AAAA{address}"]
+    assert known.stat().st_mode & 0o777 == 0o600
