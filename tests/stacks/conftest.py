@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import cdktn
 import pytest
 
 from bench.labgen import leaf_spine_lab
@@ -16,6 +20,14 @@ from tests.stacks.fixture_stages import FIXTURE_STAGES
 
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("CHECKPOINT_DISABLE", "1")
+
+
+def testing_app() -> cdktn.App:
+    """`cdktn.Testing.app()` in a folder removed when the tests end (without an outdir it makes a
+    /tmp/cdktf.outdir.* per call that nobody removes)."""
+    outdir = tempfile.mkdtemp(prefix="distrilab-synth-")
+    atexit.register(shutil.rmtree, outdir, True)
+    return cdktn.Testing.app(outdir=outdir)
 
 
 @pytest.fixture
