@@ -287,6 +287,9 @@ def plan_release(spec: Spec, facts: Facts, client_fingerprint: str) -> list[Acti
         actions.append(Action("leave", "lxd cluster", f"lab {spec.lab} joined this host to its cluster", 0))
     if spec.cluster.role == "bootstrap" and client_fingerprint in facts.trusted:
         actions.append(Action("untrust", f"certificate {trust_name(spec.lab)}", "the lab is destroyed", 1))
+    if spec.cluster.role == "bootstrap" and facts.clustered and facts.formed_by == spec.lab:
+        actions.append(Action("dissolve", "lxd cluster", f"lab {spec.lab} formed it (kept if it "
+                              "holds anything else)", 2))
     return actions
 
 
@@ -505,6 +508,8 @@ def join_preseed(spec: Spec, token: str, pool_driver: str) -> dict[str, Any]:
 CLUSTER_MARKER = "/var/lib/distrilab/cluster-formed-by"
 #: how long a joining host waits for the first host to bootstrap the cluster (it may be installing)
 LEADER_TIMEOUT = 1800.0
+#: how long the first host waits, on destroy, for the members the lab joined to leave
+LEAVE_TIMEOUT = 300.0
 LXD_STATE = "/var/lib/lxd"
 CLUSTER_CERTIFICATE = f"{LXD_STATE}/cluster.crt"
 
@@ -591,12 +596,52 @@ def leave_cluster(shell: Shell, spec: Spec) -> None:
     clears LXD's state (it held nothing before the join: LXD joins only empty daemons)."""
     leader = host_shell(spec.cluster.bootstrap, spec.ssh_user)
     leader.run(["lxc", "cluster", "remove", spec.host, "--force", "--yes"], timeout=300)
+    stop_and_wipe(shell, spec)
+
+
+def stop_and_wipe(shell: Shell, spec: Spec) -> None:
+    """Stop the daemon and drop everything it kept (database, certificates, pool, instance dirs):
+    it starts afresh next time, as before the lab clustered it. The lxd package stays."""
     shell.run(["sh", "-c", "lxd shutdown --timeout=60 || true"], timeout=120)
-    # everything the daemon kept (database, certificates, pool links, instance dirs): it starts
-    # afresh next time, as before the lab joined it
     shell.run(["sh", "-c", f"rm -rf --one-file-system {LXD_STATE}/* {CLUSTER_MARKER}"])
     if spec.pool:
         shell.run(["rm", "-rf", "--one-file-system", dir_source(spec.pool.name)], check=False)
+
+
+def cluster_contents(shell: Shell, spec: Spec) -> list[str]:
+    """What the daemon holds beyond an emptied lab's leftovers (its pool, the default profile):
+    anything here is someone else's, and keeps the cluster."""
+    held = [f"instance {url.rsplit('/', 1)[-1]}" for url in lxd_query(shell, "/1.0/instances") or []]
+    held += [f"image {url.rsplit('/', 1)[-1][:12]}" for url in lxd_query(shell, "/1.0/images") or []]
+    held += [f"network {n['name']}" for n in lxd_query(shell, "/1.0/networks?recursion=1") or []
+             if n.get("managed")]
+    ours = {spec.pool.name} if spec.pool else set()
+    held += [f"pool {url.rsplit('/', 1)[-1]}" for url in lxd_query(shell, "/1.0/storage-pools") or []
+             if url.rsplit("/", 1)[-1] not in ours]
+    held += [f"profile {url.rsplit('/', 1)[-1]}" for url in lxd_query(shell, "/1.0/profiles") or []
+             if url.rsplit("/", 1)[-1] != "default"]
+    held += [f"certificate {c.get('name')}" for c in lxd_query(shell, "/1.0/certificates?recursion=1") or []]
+    return held
+
+
+def dissolve_cluster(shell: Shell, spec: Spec, timeout: float = LEAVE_TIMEOUT) -> None:
+    """Undo the bootstrap this lab made once the members it joined have left (their destroy runs
+    alongside this one), unless the cluster holds anything else: then it stays, and says why."""
+    deadline = time.monotonic() + timeout
+    while True:
+        members = [m.get("server_name") for m in lxd_query(shell, "/1.0/cluster/members?recursion=1") or []]
+        if len(members) <= 1:
+            break
+        if time.monotonic() > deadline:
+            print(f"[{OWNER}] {spec.host}: the cluster stays: members {', '.join(members)} did not leave")
+            return
+        time.sleep(3)
+    held = cluster_contents(shell, spec)
+    if held:
+        print(f"[{OWNER}] {spec.host}: the cluster stays: it holds {', '.join(held[:5])}"
+              + (f" and {len(held) - 5} more" if len(held) > 5 else ""))
+        return
+    stop_and_wipe(shell, spec)
 
 
 def wait_for_leader(leader: Shell, spec: Spec, timeout: float = LEADER_TIMEOUT) -> None:
@@ -773,7 +818,9 @@ class LxdHost(Reconciler[Spec, Facts]):
             leave_cluster(client, spec)
         elif action.verb == "untrust":
             untrust_client_cert(client, spec.lab)
-            client.run(["rm", "-f", CLUSTER_MARKER])  # the cluster outlives the lab, not its claim
+            client.run(["rm", "-f", CLUSTER_MARKER])  # a cluster that outlives the lab drops its claim
+        elif action.verb == "dissolve":
+            dissolve_cluster(client, spec)
         else:
             raise ValueError(f"unknown action {action}")
 

@@ -136,12 +136,18 @@ def test_a_clos_lab_across_three_ssh_hosts(
     finally:
         down = distrilab(capsys, "down", str(lab_file))
     assert_torn_down(bed, name, down)
-    # the lab's certificate is no longer trusted; the members it joined left the cluster
-    certificates = on(bed, 0, "lxc query /1.0/certificates?recursion=1").stdout
-    assert f"distrilab-{name}" not in certificates
-    for index in (1, 2):
-        clustered = on(bed, index, "lxc query /1.0 2>/dev/null | grep -q '\"server_clustered\": true'")
-        assert clustered.returncode != 0, f"h{index + 1} is still a cluster member"
+    assert_cluster_gone(bed, name)
+
+
+def assert_cluster_gone(bed: testbed.Testbed, name: str) -> None:
+    """The lab formed the cluster on hosts that held nothing: its members left, the first host
+    dissolved it, and no host keeps the lab's certificate, its claim or LXD's cluster database."""
+    for index in range(len(bed.machines)):
+        left = on(bed, index, "lxc query /1.0/certificates?recursion=1 2>/dev/null; "
+                  "lxc query /1.0 2>/dev/null | grep '\"server_clustered\": true'; "
+                  "ls /var/lib/distrilab/cluster-formed-by /var/lib/lxd/database/global 2>/dev/null").stdout
+        assert f"distrilab-{name}" not in left and "server_clustered" not in left, (index, left)
+        assert "cluster-formed-by" not in left and "database" not in left, (index, left)
 
 
 @pytest.mark.e2e
@@ -220,3 +226,4 @@ def test_a_host_that_disappears_mid_apply_is_completed_after_it_returns(
     finally:
         down = distrilab(capsys, "down", str(lab_file))
     assert_torn_down(bed, name, down)
+    assert_cluster_gone(bed, name)

@@ -201,7 +201,11 @@ def test_destroy_releases_what_the_lab_set_up_and_nothing_else() -> None:
     assert verbs(plan_host(release, joined, "c0ffee")) == ["0:leave lxd cluster"]
     assert verbs(plan_host(release, replace(joined, formed_by="other-lab"), "c0ffee")) == []
     first = LxdHost().empty_spec(remote_spec("bootstrap"))
-    assert verbs(plan_host(first, joined, "c0ffee")) == ["1:untrust certificate distrilab-t"]
+    assert verbs(plan_host(first, joined, "c0ffee")) == ["1:untrust certificate distrilab-t",
+                                                         "2:dissolve lxd cluster"]
+    # a cluster another lab formed only loses this lab's trust
+    assert verbs(plan_host(first, replace(joined, formed_by="other-lab"), "c0ffee")) == [
+        "1:untrust certificate distrilab-t"]
     # a single-host lab's destroy leaves the shared daemon alone
     assert plan_host(LxdHost().empty_spec(spec()), READY) == []
 
