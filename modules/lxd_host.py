@@ -436,7 +436,8 @@ def start_daemon(shell: Shell, systemd: bool) -> None:
         shell.run(["systemctl", "start", "lxd"])
     else:
         # setsid + redirections: the daemon outlives this process and holds none of its pipes
-        line = f"setsid lxd --group root --logfile {LXD_LOG} </dev/null >/dev/null 2>&1 &"
+        # (stderr kept: where Go writes a goroutine dump when the daemon hangs and gets SIGQUIT)
+        line = f"setsid lxd --group root --logfile {LXD_LOG} </dev/null >/dev/null 2>>{LXD_LOG}.stderr &"
         shell.run(["sh", "-c", line])
     shell.run(["lxd", "waitready", "--timeout=60"], timeout=90)
 

@@ -162,6 +162,16 @@ def create_security_group(project_id: str, tenant_id: str, sg_id: str, name: str
     )
 
 
+def port_name(port_id: str) -> str:
+    """Alcor's own device name for a port: "tap" + the id, cut to 14 characters (Nova's length).
+
+    ACA names the OVS port it tags this way from the port id (alcor-control-agent
+    include/aca_util.h: TAP_PREFIX, PORT_NAME_LEN 14, aca_get_port_name), and Alcor's pseudo
+    controller names its ports the same (services/pseudo_controller/.../ncm_test/ncm_test.java:
+    `("tap" + vpc_port_id).substring(0, 14)`); Linux caps interface names at 15 characters."""
+    return ("tap" + port_id)[:14]
+
+
 def create_port(
     project_id: str,
     tenant_id: str,

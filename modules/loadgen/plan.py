@@ -180,7 +180,7 @@ def _expand(scenario: Scenario, enabled: set[str], add: Callable[..., int], uid:
                                 vpc_id,
                                 subnet_id,
                                 ip,
-                                f"port-{t}-{p}-{v}-{s}-{n}",
+                                alcor_api.port_name(port_id),
                                 sgs,
                             ),
                         )

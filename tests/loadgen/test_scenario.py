@@ -131,6 +131,12 @@ def test_plan_counts_and_dependencies(tmp_path: Path) -> None:
     # Port addresses are inside their subnet and skip the gateway address.
     first_port = next(op for op in ops if op.step == "create_port").call()
     assert b'"ip_address":"10.0.0.2"' in first_port.body and first_port.path.endswith("/ports")
+    # every port is named as Alcor and ACA name its device: "tap" + id, 14 characters
+    # (a Linux interface name holds 15; the old "port-t-p-v-s-n" passed it from index 100 on)
+    for op in ops:
+        if op.step == "create_port":
+            port = json.loads(op.call().body)["port"]
+            assert port["name"] == ("tap" + port["id"])[:14] and len(port["name"]) == 14
 
 
 def test_round_trip_and_lab_nodes() -> None:
