@@ -41,6 +41,7 @@ from cdk.errors import DistrilabError, ReconcileError
 from cdk.stages.nodes import template_name
 from modules import lxd_rest as rest
 from modules import nodes
+from modules.loadgen import alcor_api
 from modules.reconcile import Action, Reconciler
 
 OWNER = "alcor"
@@ -277,17 +278,9 @@ def service_hash(svc: ServiceSpec, image_fingerprint: str | None, jar_digest: st
 
 
 def host_info(node: AcaNode, mac: str | None) -> dict[str, Any]:
-    """The node manager's registration body fields (NodeInfo's JSON names in Alcor's web module)."""
-    return {
-        "node_id": node.node_id,
-        "node_name": node.name,
-        "local_ip": node.local_ip,
-        "mac_address": mac,
-        "veth": node.interface,
-        "server_port": node.server_port,
-        "host_dvr_mac": node.host_dvr_mac,
-        "data-path-ip": node.data_path_ip,
-    }
+    """The node manager's registration body (the one builder: modules/loadgen/alcor_api.py)."""
+    return alcor_api.host_info(node.node_id, node.name, node.local_ip, node.data_path_ip, mac,
+                               node.interface, node.server_port, node.host_dvr_mac)
 
 
 def parse_env(text: str) -> dict[str, str]:

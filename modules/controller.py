@@ -135,8 +135,12 @@ def derive_scenario(text: str, nodes: tuple[dict[str, Any], ...], macs: dict[str
         return text  # loadgen reports the malformed file itself
     old = data.get("nodes")
     per_node = old.get("ports_per_node") if isinstance(old, dict) else None
+    # the registration the alcor stage sent, field for field (modules/alcor.py host_info), marked
+    # registered: the run binds ports to these nodes and never registers them over again
     entries = [
-        {"name": n["name"], "ip": n["data_path_ip"], "mac": macs.get(n["name"]) or "", "id": n["node_id"]}
+        {"name": n["name"], "ip": n["data_path_ip"], "mac": macs.get(n["name"]) or "", "id": n["node_id"],
+         "local_ip": n["local_ip"], "veth": n["interface"], "server_port": n["server_port"],
+         "host_dvr_mac": n["host_dvr_mac"], "registered": True}
         for n in nodes
     ]
     data["nodes"] = {"list": entries, **({"ports_per_node": per_node} if per_node else {})}

@@ -158,7 +158,7 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
         "reports_dir": f"{REPORTS_DIR}/{lab.name}",
         # the scenario's ports bind to these (the nodes the alcor stage registers), when there are any
         "nodes": [
-            {k: entry[k] for k in ("name", "instance", "node_id", "data_path_ip", "interface")}
+            entry
             for entry in (
                 node_entry(lab, n, deployment) for n in sorted(aca_nodes(lab), key=lambda n: n.name)
             )

@@ -99,15 +99,37 @@ def create_segment_table() -> ApiCall:
     return ApiCall("vpc_manager", "POST", "/segments/createDefaultTable", b"", None)
 
 
-def register_node(node_id: str, name: str, ip: str, mac: str) -> ApiCall:
-    info = {
+#: the data-plane manager's own host DVR MAC (data_plane_manager ResourceService.HOST_DVR_MAC)
+HOST_DVR_MAC = "fe:16:11:00:00:00"
+#: ACA's gRPC server port (alcor-control-agent src/aca_main.cpp, -s default)
+ACA_GRPC_PORT = 50001
+
+
+def host_info(
+    node_id: str, name: str, local_ip: str, data_path_ip: str, mac: str | None, veth: str,
+    server_port: int = ACA_GRPC_PORT, host_dvr_mac: str = HOST_DVR_MAC,
+) -> dict[str, Any]:
+    """One node's registration (`host_info`), the only builder: the lab's alcor stage and the
+    load controller both send it, so a re-registration by the controller (the node manager
+    replaces a node by id: NodeServiceImpl.createNodeInfo) writes what the lab wrote.
+
+    JSON names from web/.../entity/node/NodeInfo.java; `data-path-ip` (hyphenated) is the
+    address the data-plane manager gives peers as the neighbour's tunnel end
+    (data_plane_manager NeighborService.buildNeighborState: setHostIpAddress(getDataPathIp())):
+    without it the neighbour is dropped. `local_ip` is where the node's ACA is reached."""
+    return {
         "node_id": node_id,
         "node_name": name,
-        "local_ip": ip,
+        "local_ip": local_ip,
         "mac_address": mac,
-        "veth": "eth0",
-        "server_port": 50001,  # ACA's gRPC port
+        "veth": veth,
+        "server_port": server_port,
+        "host_dvr_mac": host_dvr_mac,
+        "data-path-ip": data_path_ip,
     }
+
+
+def register_node(info: dict[str, Any]) -> ApiCall:
     return ApiCall("node_manager", "POST", "/nodes", _json({"host_info": info}), "host_info")
 
 

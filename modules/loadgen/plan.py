@@ -99,12 +99,10 @@ def _expand(scenario: Scenario, enabled: set[str], add: Callable[..., int], uid:
     node_ops: dict[str, int] = {}
     if "register_node" in enabled:
         for i, node in enumerate(scenario.nodes):
-            node_id = node.id or uid("node", i)
-            node_ops[node.name] = add(
-                "register_node",
-                (),
-                call=_bind(alcor_api.register_node, node_id, node.name, node.ip, node.mac),
-            )
+            if node.registered:
+                continue  # the lab's own registration stands: never overwrite it (same id)
+            info = node.host_info(node.id or uid("node", i))
+            node_ops[node.name] = add("register_node", (), call=_bind(alcor_api.register_node, info))
 
     vpc_net = ipaddress.ip_network(scenario.vpc_cidr)
     subnet_nets = list(_first_subnets(vpc_net, scenario.subnet_prefix, scenario.subnets_per_vpc))

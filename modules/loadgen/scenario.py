@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from cdk.errors import LabFileError, Problem
+from modules.loadgen import alcor_api
 
 #: Steps in dependency order; a step's requests wait for their parent object's step.
 STEP_ORDER: tuple[str, ...] = (
@@ -67,19 +68,33 @@ _TOP_KEYS = {
 }
 _STEP_KEYS = {"enabled", "rate"}
 _NODE_KEYS = {"count", "list", "ports_per_node", "name_prefix"}
-_NODE_ENTRY_KEYS = {"name", "ip", "mac", "id"}
+_NODE_ENTRY_KEYS = {
+    "name", "ip", "mac", "id", "local_ip", "veth", "server_port", "host_dvr_mac", "registered"}
 _TIMEOUT_KEYS = {"connect", "request"}
 _LIMIT_KEYS = {"max_duration", "max_requests"}
 
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """A compute node that ports are bound to; `name` is what Alcor's binding:host_id matches."""
+    """A compute node that ports are bound to; `name` is what Alcor's binding:host_id matches.
+
+    `ip` is its data-path address (the tunnel end peers reach, `data-path-ip`); `local_ip` where
+    its ACA is reached (default: `ip`). `registered`: the lab registered it already (the
+    controller stage's nodes): the run binds to it and never registers it again."""
 
     name: str
     ip: str
     mac: str
     id: str | None = None
+    local_ip: str | None = None
+    veth: str = "eth0"
+    server_port: int = alcor_api.ACA_GRPC_PORT
+    host_dvr_mac: str = alcor_api.HOST_DVR_MAC
+    registered: bool = False
+
+    def host_info(self, node_id: str) -> dict[str, Any]:
+        return alcor_api.host_info(node_id, self.name, self.local_ip or self.ip, self.ip, self.mac,
+                                   self.veth, self.server_port, self.host_dvr_mac)
 
 
 @dataclass(frozen=True)
@@ -420,9 +435,51 @@ def _parse_nodes(ck: _Checker, raw: object) -> tuple[tuple[NodeSpec, ...], int |
         if not isinstance(mac, str) or not _is_mac(mac):
             ck.add(f"{where}.mac", "must be a MAC address like 02:00:00:00:00:01", mac)
             ok = False
-        if ok:
-            nodes.append(NodeSpec(str(name), str(ip), str(mac), entry.get("id")))
+        extra = _node_registration(ck, where, entry)
+        if ok and extra is not None:
+            nodes.append(NodeSpec(str(name), str(ip), str(mac), entry.get("id"), **extra))
     return tuple(nodes), ports_per_node
+
+
+def _node_registration(ck: _Checker, where: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+    """The optional registration fields of a nodes.list entry (NodeInfo's), checked as the node
+    manager checks them; None when one is bad."""
+    extra: dict[str, Any] = {}
+    ok = True
+    if "local_ip" in entry:
+        try:  # the node manager's validateIp (NodeController.createNodeInfo)
+            extra["local_ip"] = str(ipaddress.IPv4Address(str(entry["local_ip"])))
+        except ValueError:
+            ck.add(f"{where}.local_ip", "must be an IPv4 address (the node manager refuses others)",
+                   entry["local_ip"])
+            ok = False
+    if "veth" in entry:
+        if not isinstance(entry["veth"], str) or not 0 < len(entry["veth"]) <= 15:
+            ck.add(f"{where}.veth", "must be an interface name (1-15 characters)", entry["veth"])
+            ok = False
+        else:
+            extra["veth"] = entry["veth"]
+    if "server_port" in entry:
+        port = entry["server_port"]
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            ck.add(f"{where}.server_port", "must be a TCP port (ACA's gRPC port, 50001 by default)", port)
+            ok = False
+        else:
+            extra["server_port"] = port
+    if "host_dvr_mac" in entry:
+        if not isinstance(entry["host_dvr_mac"], str) or not _is_mac(entry["host_dvr_mac"]):
+            ck.add(f"{where}.host_dvr_mac", "must be a MAC address like fe:16:11:00:00:00",
+                   entry["host_dvr_mac"])
+            ok = False
+        else:
+            extra["host_dvr_mac"] = entry["host_dvr_mac"]
+    if "registered" in entry:
+        if not isinstance(entry["registered"], bool):
+            ck.add(f"{where}.registered", "must be true or false", entry["registered"])
+            ok = False
+        else:
+            extra["registered"] = entry["registered"]
+    return extra if ok else None
 
 
 def _is_mac(text: str) -> bool:
@@ -450,7 +507,14 @@ def load_scenario(path: str | Path) -> Scenario:
 def _nodes_doc(nodes: tuple[NodeSpec, ...], ports_per_node: int | None) -> dict[str, Any] | None:
     if not nodes:
         return None
-    entries = [{"name": n.name, "ip": n.ip, "mac": n.mac, **({"id": n.id} if n.id else {})} for n in nodes]
+    defaults = NodeSpec("", "", "")
+    entries = []
+    for n in nodes:
+        entry: dict[str, Any] = {"name": n.name, "ip": n.ip, "mac": n.mac, **({"id": n.id} if n.id else {})}
+        for key in ("local_ip", "veth", "server_port", "host_dvr_mac", "registered"):
+            if getattr(n, key) != getattr(defaults, key):
+                entry[key] = getattr(n, key)
+        entries.append(entry)
     return {"list": entries, **({"ports_per_node": ports_per_node} if ports_per_node else {})}
 
 

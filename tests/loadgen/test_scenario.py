@@ -131,6 +131,11 @@ def test_plan_counts_and_dependencies(tmp_path: Path) -> None:
     # Port addresses are inside their subnet and skip the gateway address.
     first_port = next(op for op in ops if op.step == "create_port").call()
     assert b'"ip_address":"10.0.0.2"' in first_port.body and first_port.path.endswith("/ports")
+    # a registration carries the data-path address the data-plane manager gives peers as the
+    # tunnel end (NeighborService: without it the neighbour is dropped) and the DPM's DVR MAC
+    register = json.loads(next(op for op in ops if op.step == "register_node").call().body)["host_info"]
+    assert register["data-path-ip"] == register["local_ip"] == "198.18.0.1"
+    assert register["host_dvr_mac"] == "fe:16:11:00:00:00" and register["server_port"] == 50001
     # every port is named as Alcor and ACA name its device: "tap" + id, 14 characters
     # (a Linux interface name holds 15; the old "port-t-p-v-s-n" passed it from index 100 on)
     for op in ops:
@@ -167,3 +172,13 @@ def test_port_body_template_equals_the_encoded_document(groups: list[str]) -> No
         **({"security_groups": groups} if groups else {}),
     }
     assert call.body == json.dumps({"port": port}, separators=(",", ":")).encode()
+
+
+def test_node_registration_fields_are_checked_like_the_node_manager() -> None:
+    entry = {"name": "n1", "ip": "10.0.0.1", "mac": "02:00:00:00:00:01", "local_ip": "not-an-ip",
+             "server_port": 0, "host_dvr_mac": "fe:16", "registered": "yes", "veth": "a-very-long-ifname"}
+    with pytest.raises(LabFileError) as info:
+        parse_scenario({"name": "t", "nodes": {"list": [entry]}}, "s.yaml")
+    text = str(info.value)
+    for field in ("local_ip", "server_port", "host_dvr_mac", "registered", "veth"):
+        assert f"nodes.list[0].{field}" in text, field

@@ -100,6 +100,22 @@ def test_scenario_nodes_become_the_registered_aca_nodes(spec: controller.Spec) -
     )
 
 
+def test_the_run_keeps_the_labs_registrations_and_would_send_the_same_ones(spec: controller.Spec) -> None:
+    from modules.alcor import AcaNode, host_info
+    from modules.loadgen.plan import build_plan
+    from modules.loadgen.scenario import parse_scenario
+
+    [action] = controller.ControllerReconciler().plan(spec, observed(spec))
+    scenario = parse_scenario(yaml.safe_load(action.data["scenario"]), "derived")
+    assert all(node.registered for node in scenario.nodes)
+    # the node manager replaces a node by id (NodeServiceImpl.createNodeInfo): the run registers none
+    assert build_plan(scenario, "r1").count("register_node") == 0
+    for node, entry in zip(scenario.nodes, spec.nodes, strict=True):
+        lab = host_info(AcaNode(**entry), MACS[node.name])
+        assert node.host_info(entry["node_id"]) == lab  # one builder: field for field what the lab sent
+        assert lab["data-path-ip"] == entry["data_path_ip"] != lab["local_ip"]
+
+
 def test_missing_mac_is_a_clear_error(spec: controller.Spec) -> None:
     seen = observed(spec)
     seen["macs"]["srv-01-02"] = None
