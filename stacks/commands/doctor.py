@@ -15,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("doctor", help="check that every program distrilab runs is installed",
                               description=__doc__)
     p.add_argument("--group", action="append", metavar="GROUP",
-                   help="host, dev or image (default: host and dev, what .ci/setup installs)")
+                   help="host, tool, dev or image (default: host, tool and dev, what .ci/setup installs)")
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
     p.set_defaults(func=doctor)
 
@@ -24,7 +24,7 @@ def doctor(args: argparse.Namespace) -> int:
     from cdk.errors import DistrilabError
     from cdk.programs import SYSTEM_PATH, missing, programs
 
-    groups = args.group or ["host", "dev"]
+    groups = args.group or ["host", "tool", "dev"]
     try:
         gaps = {p.name for p in missing(groups)}
     except ValueError as err:

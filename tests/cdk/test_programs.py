@@ -123,7 +123,7 @@ def test_every_program_has_a_package_or_says_where_it_comes_from() -> None:
 
 def test_setup_reads_the_list() -> None:
     setup = (REPO_ROOT / ".ci" / "setup").read_text()
-    assert "python3 -m cdk.programs probe-script host dev" in setup
+    assert "python3 -m cdk.programs probe-script host tool dev" in setup
     assert "apt-get install" in setup and "lxd" not in setup.split("apt_install", 1)[0]
 
 
