@@ -621,7 +621,9 @@ def cluster_contents(shell: Shell, spec: Spec) -> list[str]:
              if url.rsplit("/", 1)[-1] not in ours]
     held += [f"profile {url.rsplit('/', 1)[-1]}" for url in lxd_query(shell, "/1.0/profiles") or []
              if url.rsplit("/", 1)[-1] != "default"]
-    held += [f"certificate {c.get('name')}" for c in lxd_query(shell, "/1.0/certificates?recursion=1") or []]
+    # members' own (type server) stay listed while the cluster exists; a client is someone's access
+    held += [f"certificate {c.get('name')}" for c in lxd_query(shell, "/1.0/certificates?recursion=1") or []
+             if c.get("type") == "client"]
     return held
 
 
