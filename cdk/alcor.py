@@ -47,7 +47,7 @@ TOP_FIELDS = (
     "post_deploy",
 )
 #: what `service_defaults` may set for every Spring service
-DEFAULTABLE_FIELDS = ("image", "resources", "health", "java_opts")
+DEFAULTABLE_FIELDS = ("image", "resources", "health", "java_opts", "local_forwards")
 SERVICE_FIELDS = (
     "kind",
     "image",
@@ -60,6 +60,7 @@ SERVICE_FIELDS = (
     "resources",
     "health",
     "java_opts",
+    "local_forwards",
 )
 HEALTH_FIELDS = ("kind", "path", "port", "timeout", "interval")
 POST_DEPLOY_FIELDS = ("default_segment_table", "register_nodes", "node_defaults")
@@ -104,6 +105,8 @@ class Service:
     resources: Resources
     health: HealthCheck
     java_opts: str = ""
+    #: loopback port inside the container -> "host:port" (a template) it is forwarded to
+    local_forwards: dict[int, str] = field(default_factory=dict)
 
     def all_ports(self) -> dict[str, int]:
         return {"port": self.port, **self.extra_ports}
@@ -372,6 +375,7 @@ def _parse_service(name: str, raw: Any, common: dict[str, str], bad: Any) -> Ser
     if not isinstance(java_opts, str) or "\n" in java_opts:
         bad(f"{where}.java_opts", "must be one line of JVM options", java_opts)
         java_opts = ""
+    local_forwards = _parse_forwards(raw.get("local_forwards") or {}, f"{where}.local_forwards", bad)
     return Service(
         name=name,
         kind=kind,
@@ -385,7 +389,25 @@ def _parse_service(name: str, raw: Any, common: dict[str, str], bad: Any) -> Ser
         resources=resources,
         health=health,
         java_opts=java_opts,
+        local_forwards=local_forwards,
     )
+
+
+def _parse_forwards(raw: Any, where: str, bad: Any) -> dict[int, str]:
+    """`{loopback port: "host:port"}`: the container's 127.0.0.1:<port> reaches host:port."""
+    if not isinstance(raw, Mapping):
+        bad(where, "must be a mapping of loopback port -> 'host:port'", raw)
+        return {}
+    out: dict[int, str] = {}
+    for key, target in raw.items():
+        port = int(key) if isinstance(key, str) and key.isdigit() else key
+        if not _valid_port(port):
+            bad(f"{where}.{key}", "the key must be a TCP port number (1-65535)", key)
+        elif not isinstance(target, str) or not re.match(r"^[^:\s]+:[^:\s]+$", target):
+            bad(f"{where}.{key}", "must be 'host:port' (e.g. '{{ignite.host}}:{{ignite.port}}')", target)
+        else:
+            out[int(port)] = target
+    return out
 
 
 def _parse_health(raw: Any, kind: str, where: str, bad: Any) -> HealthCheck:
@@ -503,11 +525,13 @@ def check(deployment: Deployment) -> list[tuple[str, str, object, str | None]]:
                     None,
                 )
             )
-        for key, value in svc.config.items():
+        templated = [(f"config.{key}", value) for key, value in svc.config.items()]
+        templated += [(f"local_forwards.{port}", value) for port, value in svc.local_forwards.items()]
+        for where, value in templated:
             for ref, attr in TEMPLATE_RE.findall(value):
                 problem = _template_problem(deployment, ref, attr)
                 if problem:
-                    found.append((f"services.{svc.name}.config.{key}", problem, value, None))
+                    found.append((f"services.{svc.name}.{where}", problem, value, None))
     cycle = find_cycle(deployment)
     if cycle:
         found.append(

@@ -103,6 +103,8 @@ class ServiceSpec:
     cpu: str | None
     memory: str | None
     health: Health
+    #: loopback port inside the container -> "address:port" it reaches (an LXD proxy device)
+    local_forwards: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def ip(self) -> str:
@@ -167,6 +169,7 @@ def load(data: dict[str, Any]) -> Spec:
                 cpu=(s.get("limits") or {}).get("cpu"),
                 memory=(s.get("limits") or {}).get("memory"),
                 health=Health(**s["health"]),
+                local_forwards={str(k): str(v) for k, v in (s.get("local_forwards") or {}).items()},
             )
             for s in data.get("services", [])
         )
@@ -769,6 +772,7 @@ def _create_service(client: Any, spec: Spec, svc: ServiceSpec, data: dict[str, A
     }
     # a recreated service keeps its MAC: neighbours' ARP entries for its address stay valid
     body["devices"]["eth0"]["hwaddr"] = management_mac(spec.lab, svc.name)
+    body["devices"].update(forward_devices(svc))
     rest.wait_operation(client, client.api.instances.post(json=body))
     push_file(client, svc.instance, BOOT_HOOK, boot_hook(svc).encode(), mode="0755")
     env_path, env_text, ignite_image = _launcher_env(client, svc)
@@ -779,6 +783,21 @@ def _create_service(client: Any, spec: Spec, svc: ServiceSpec, data: dict[str, A
         push_file(client, svc.instance, PROPERTIES_FILE, properties_file(svc).encode())
     push_file(client, svc.instance, env_path, (env_text + env_block(svc, pushed, ignite_image)).encode())
     nodes.start_and_verify(client, svc.instance)
+
+
+def forward_devices(svc: ServiceSpec) -> dict[str, dict[str, str]]:
+    """One LXD proxy device per local forward: listens on the container's loopback, connects
+    from the host's side (which routes to the management network) to the target.
+
+    Why: Alcor's services reach Ignite at ignite.host:ignite.port only when ignite.host is the
+    literal `localhost`; any other value takes the Kubernetes address finder and the service
+    does not start ("IgniteClient is null": lib/.../common/db/ignite/IgniteConfiguration.java,
+    getThinIgniteClient, alcor 21f11b5). Older Alcor (host:port for any value) works the same."""
+    return {
+        f"fwd-{port}": {"type": "proxy", "bind": "instance", "listen": f"tcp:127.0.0.1:{port}",
+                        "connect": f"tcp:{target}"}
+        for port, target in sorted(svc.local_forwards.items())
+    }
 
 
 def _launcher_env(client: Any, svc: ServiceSpec) -> tuple[str, str, bool]:

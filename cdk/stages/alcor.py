@@ -152,6 +152,8 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
                 "extra_ports": dict(sorted(svc.extra_ports.items())),
                 "address": addresses[svc.name],
                 "java_opts": svc.java_opts,
+                "local_forwards": {str(port): model.render(target, facts)
+                                   for port, target in sorted(svc.local_forwards.items())},
                 "properties": model.render_config(svc, facts),
                 "depends_on": sorted(svc.depends_on),
                 "level": level_of[svc.name],

@@ -156,6 +156,9 @@ def test_duplicate_port_within_a_service() -> None:
         ("address", "10.1.2", "alcor.services.vpc.address: must be an IPv4 address"),
         ("colour", "red", "alcor.services.vpc.colour: unknown field"),
         ("config", {"a.b": {"x": 1}}, "alcor.services.vpc.config.a.b: must be a string, number or boolean"),
+        ("local_forwards", {70000: "a:1"}, "vpc.local_forwards.70000: the key must be a TCP port"),
+        ("local_forwards", {10800: "ignite"}, "vpc.local_forwards.10800: must be 'host:port'"),
+        ("local_forwards", {10800: "{{ghost.host}}:1"}, "vpc.local_forwards.10800: unknown service"),
     ],
 )
 def test_bad_service_values(field: str, value: object, expected: str) -> None:
@@ -231,8 +234,15 @@ def test_templating_expands_service_facts() -> None:
     ncm_ip = addresses["network-config"].split("/")[0]
     assert dpm["microservices.netwconfigmanager.service.url"] == ncm_ip
     assert dpm["microservices.node.service.url"] == f"http://{addresses['node'].split('/')[0]}:9007/nodes"
-    assert dpm["ignite.host"] == addresses["ignite"].split("/")[0]
-    assert dpm["ignite.port"] == "10800"
+    # Alcor connects to host:port only for the literal localhost (IgniteConfiguration.java,
+    # getThinIgniteClient): every Spring service reaches Ignite through its own loopback
+    assert dpm["ignite.host"] == "localhost" and dpm["ignite.port"] == "10800"
+    ignite = f"{addresses['ignite'].split('/')[0]}:10800"
+    for svc in d.services:
+        if svc.kind == "spring":
+            assert alcor.render(svc.local_forwards[10800], facts) == ignite
+        else:
+            assert svc.local_forwards == {}  # Ignite itself forwards nothing
     assert dpm["server.port"] == "9010"
     port = alcor.render_config(d.service("port"), facts)
     assert port["alcor.vif_type"] == "ovs"
@@ -268,7 +278,9 @@ def test_stage_spec_places_services_after_the_fabric() -> None:
     by_name = {s["name"]: s for s in spec["services"]}
     assert by_name["vpc"]["instance"] == "dl-al1-alcor-vpc"
     assert by_name["vpc"]["image"] == "dl-al1-alcor-service"
-    assert by_name["vpc"]["properties"]["ignite.host"] == by_name["ignite"]["address"].split("/")[0]
+    assert by_name["vpc"]["properties"]["ignite.host"] == "localhost"
+    ignite = f"{by_name['ignite']['address'].split('/')[0]}:10800"
+    assert by_name["vpc"]["local_forwards"] == {"10800": ignite} and by_name["ignite"]["local_forwards"] == {}
     assert by_name["ignite"]["level"] == 0 and by_name["api-gateway"]["level"] == 5
     _, controller = stage.control_plane_addresses(the_lab, alcor.resolve_section("default"))
     # taken from the pool's top downward, in service order: the controller comes last, below them

@@ -12,7 +12,11 @@ requests answered with `error_status`, 500 by default; only paths containing `er
 until then), `drop_rate` (fraction of connections closed without an answer).
 
 Where Alcor's source gives a status but no message (an exception without text), the double uses
-the exception's name as the message; it does not model Ignite, segment ranges or ACA programming.
+the exception's name as the message; it does not model Ignite or ACA programming. Segment ranges
+only as far as they change answers: a VPC created before `createDefaultTable` makes its VXLAN
+partition on demand (vpc_manager SegmentServiceImpl.addVxlanEntity), and any later
+`createDefaultTable` then meets an existing range: 409 (VxlanRangeRepository.createRange,
+NetworkRangeExistException).
 """
 
 from __future__ import annotations
@@ -90,7 +94,9 @@ class AlcorState:
         doc = _parse_json(body) if body else None
         if parts == ["segments", "createDefaultTable"]:
             self._need(method, "POST")
-            if self.segment_table:  # VxlanRangeRepository.createRange: NetworkRangeExistException
+            # all partitions in one createRange: any existing one (a second call, or one a VPC
+            # made on demand) refuses the batch (VxlanRangeRepository.createRange)
+            if self.segment_table or self.vpcs:
                 raise AlcorError(409, "network range already exists")
             self.segment_table = True
             return 200, None
@@ -120,24 +126,47 @@ class AlcorState:
         value = doc.get(key)
         return value if isinstance(value, dict) else None
 
-    # node_manager: NodeController
+    # node_manager: NodeController, NodeServiceImpl (no exception handler: errors are 500s)
     def _nodes(self, method: str, rest: list[str], doc: Any) -> tuple[int, Any]:
-        if method == "GET" and len(rest) == 1:
-            return 200, {"host_info": self.nodes.get(rest[0])}
+        if rest == ["bulk"]:  # BulkNodeInfoJson in, a bare list out, 200
+            self._need(method, "POST")
+            infos = doc.get("host_infos") if isinstance(doc, dict) else None
+            if not isinstance(infos, list) or not all(isinstance(i, dict) for i in infos):
+                raise AlcorError(500, "ParameterNullOrEmptyException")
+            return 200, [self._store_node(info) for info in infos]
+        if len(rest) == 1:
+            node_id = rest[0]
+            if method == "GET":  # a missing node is 200 {"host_info": null}
+                return 200, {"host_info": self.nodes.get(node_id)}
+            if node_id not in self.nodes and method in ("PUT", "DELETE"):
+                raise AlcorError(500, "ParameterNullOrEmptyException")  # NODE_EXCEPTION_NODE_NOT_EXISTING
+            if method == "DELETE":
+                del self.nodes[node_id]
+                return 200, f"{{Node(Node) Id: {node_id}}}"
+            self._need(method, "PUT")
+            info = self._member(doc, "host_info")
+            if info is None or str(info.get("node_id")) != node_id:  # verifyParameterValid
+                raise AlcorError(500, "ParameterNullOrEmptyException")
+            return 200, {"host_info": self._store_node(info)}
         if rest:
             raise AlcorError(404, "No message available")
+        if method == "GET":  # NodesWebJson (its list field has no @JsonProperty)
+            return 200, {"nodeInfos": list(self.nodes.values())}
         self._need(method, "POST")
         info = self._member(doc, "host_info")
         if info is None:
             raise AlcorError(500, "ParameterNullOrEmptyException")
-        ip = str(info.get("local_ip", ""))
+        return 201, {"host_info": self._store_node(info)}
+
+    def _store_node(self, info: dict[str, Any]) -> dict[str, Any]:
+        """createNodeInfo: validateIp(local_ip), then put: an existing id is replaced, silently."""
         try:
-            ipaddress.IPv4Address(ip)
+            ipaddress.IPv4Address(str(info.get("local_ip", "")))
         except ValueError:
             raise AlcorError(500, "Invalid IP address format") from None
         node = {**info, "ncm_uri": None}
         self.nodes[str(info.get("node_id"))] = node
-        return 201, {"host_info": node}
+        return node
 
     # vpc_manager: VpcController
     def _vpcs(self, method: str, project: str, rest: list[str], doc: Any) -> tuple[int, Any]:
@@ -250,9 +279,18 @@ class AlcorState:
             if port is None:
                 raise AlcorError(404, "Port not found")
             return 200, {"port": port}
+        if rest == ["bulk"]:  # PortController: {"ports": [...]} in, 201 {"ports": [...]} out
+            self._need(method, "POST")
+            reqs = doc.get("ports") if isinstance(doc, dict) else None
+            if not isinstance(reqs, list):
+                raise AlcorError(500, "java.lang.NullPointerException")
+            return 201, {"ports": [self._create_port(project, {"port": r})[1]["port"] for r in reqs]}
         if rest:
             raise AlcorError(404, "No message available")
         self._need(method, "POST")
+        return self._create_port(project, doc)
+
+    def _create_port(self, project: str, doc: Any) -> tuple[int, Any]:
         req = self._member(doc, "port")
         if req is None:
             raise AlcorError(500, "java.lang.NullPointerException")
@@ -463,7 +501,12 @@ class AlcorApiDouble:
                 status, payload = self.state.handle(method, path, body)
             except AlcorError as exc:
                 status, payload = exc.status, _spring_error(exc.status, exc.message, path)
-        data = b"" if payload is None else json.dumps(payload, separators=(",", ":")).encode()
+        if payload is None:
+            data = b""
+        elif isinstance(payload, str):  # a controller returning String: written as is, not JSON
+            data = payload.encode()
+        else:
+            data = json.dumps(payload, separators=(",", ":")).encode()
         wait = max(self.delay, self._stalled_until - time.monotonic())
         if wait > 0:
             assert self._loop is not None

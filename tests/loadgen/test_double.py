@@ -88,9 +88,54 @@ def test_errors_as_alcor_gives_them(alcor: AlcorApiDouble) -> None:
     assert (status, doc["message"]) == (500, "Invalid IP address format")
     assert call(alcor, "POST", "/project/p1/vpcs", {"network": {"mtu": 10}})[0] == 500
     assert call(alcor, "GET", "/no/such/path")[0] == 404
+    # v1 made its VXLAN partition on demand (SegmentServiceImpl.addVxlanEntity): the default
+    # table's one createRange batch now meets an existing range (VxlanRangeRepository.createRange)
+    status, doc = call(alcor, "POST", "/segments/createDefaultTable")
+    assert (status, doc["message"]) == (409, "network range already exists")
+
+
+def test_the_default_segment_table_is_made_once(alcor: AlcorApiDouble) -> None:
     assert call(alcor, "POST", "/segments/createDefaultTable") == (200, None)
     status, doc = call(alcor, "POST", "/segments/createDefaultTable")
     assert (status, doc["message"]) == (409, "network range already exists")
+
+
+def raw(alcor: AlcorApiDouble, method: str, path: str) -> tuple[int, bytes]:
+    req = urllib.request.Request(alcor.url + path, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def test_nodes_as_the_node_manager_keeps_them(alcor: AlcorApiDouble) -> None:
+    node = {"node_id": "n1", "node_name": "a", "local_ip": "10.0.0.1", "data-path-ip": "10.1.0.1"}
+    assert call(alcor, "GET", "/nodes/n1") == (200, {"host_info": None})  # missing: 200, null
+    assert call(alcor, "POST", "/nodes", {"host_info": node})[0] == 201
+    # the same id again replaces it, silently (NodeServiceImpl.createNodeInfo: put)
+    status, doc = call(alcor, "POST", "/nodes", {"host_info": {**node, "node_name": "b"}})
+    assert status == 201 and call(alcor, "GET", "/nodes/n1")[1]["host_info"]["node_name"] == "b"
+    assert [n["node_id"] for n in call(alcor, "GET", "/nodes")[1]["nodeInfos"]] == ["n1"]
+    # PUT: the body's id must be the path's (verifyParameterValid); unknown ids are 500s
+    assert call(alcor, "PUT", "/nodes/n1", {"host_info": {**node, "node_id": "n2"}})[0] == 500
+    assert call(alcor, "PUT", "/nodes/n9", {"host_info": {**node, "node_id": "n9"}})[0] == 500
+    status, doc = call(alcor, "PUT", "/nodes/n1", {"host_info": {**node, "local_ip": "10.0.0.9"}})
+    assert status == 200 and doc["host_info"]["local_ip"] == "10.0.0.9"
+    assert raw(alcor, "DELETE", "/nodes/n1") == (200, b"{Node(Node) Id: n1}")
+    assert call(alcor, "DELETE", "/nodes/n1")[0] == 500
+    status, doc = call(alcor, "POST", "/nodes/bulk", {"host_infos": [node, {**node, "node_id": "n2"}]})
+    assert status == 200 and [n["node_id"] for n in doc] == ["n1", "n2"]  # a bare list
+
+
+def test_ports_in_bulk(alcor: AlcorApiDouble) -> None:
+    call(alcor, "POST", "/project/p1/vpcs", {"network": {"id": "v1", "cidr": "10.0.0.0/16"}})
+    call(alcor, "POST", "/project/p1/subnets",
+         {"subnet": {"id": "s1", "network_id": "v1", "cidr": "10.0.1.0/24", "ip_version": 4}})
+    ports = [{"id": f"p{i}", "network_id": "v1",
+              "fixed_ips": [{"subnet_id": "s1", "ip_address": f"10.0.1.{i}"}]} for i in (5, 6)]
+    status, doc = call(alcor, "POST", "/project/p1/ports/bulk", {"ports": ports})
+    assert status == 201 and [p["id"] for p in doc["ports"]] == ["p5", "p6"]
 
 
 def test_injected_failures() -> None:

@@ -262,3 +262,13 @@ def test_management_mac_is_stable_and_local() -> None:
     mac = alcor.management_mac(LAB, "vpc")
     assert mac == alcor.management_mac(LAB, "vpc") != alcor.management_mac(LAB, "subnet")
     assert mac.startswith("00:16:3e:") and len(mac) == 17
+
+
+def test_local_forwards_become_proxy_devices_on_the_containers_loopback(spec: alcor.Spec) -> None:
+    vpc = spec.service("vpc")
+    [(name, device)] = alcor.forward_devices(vpc).items()
+    target = vpc.local_forwards["10800"]
+    assert target == f"{spec.service('ignite').ip}:10800" and vpc.properties["ignite.host"] == "localhost"
+    assert name == "fwd-10800" and device == {
+        "type": "proxy", "bind": "instance", "listen": "tcp:127.0.0.1:10800", "connect": f"tcp:{target}"}
+    assert alcor.forward_devices(spec.service("ignite")) == {}
