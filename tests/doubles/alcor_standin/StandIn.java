@@ -8,8 +8,10 @@
 //     standin.healthy=false: a service that never becomes healthy),
 //   - records every request it receives (GET /standin/calls),
 //   - mimics the two post-deploy endpoints distrilab calls: the VPC manager's
-//     POST /segments/createDefaultTable (an error on the second call, as Alcor does) and the node
-//     manager's POST /nodes, GET /nodes, GET|PUT|DELETE /nodes/{id} (bodies {"host_info": {...}}).
+//     POST /segments/createDefaultTable (409 on the second call, as Alcor does) and the node
+//     manager's POST /nodes, GET /nodes, GET|PUT|DELETE /nodes/{id} (bodies {"host_info": {...}}),
+//     with the node manager's answers (see route()),
+//   - refuses to start as Alcor's services do without a usable Ignite (checkIgnite()).
 // Everything is kept in memory.
 
 import com.sun.net.httpserver.HttpExchange;
@@ -61,6 +63,7 @@ public final class StandIn {
                 PROPS.put(arg.substring(2, eq), arg.substring(eq + 1));
             }
         }
+        checkIgnite();
         int port = Integer.parseInt(PROPS.getOrDefault("server.port", "8080"));
         HttpServer server = HttpServer.create(new InetSocketAddress(port), 64);
         server.createContext("/", StandIn::handle);
@@ -70,6 +73,79 @@ public final class StandIn {
         if ("false".equals(PROPS.get("standin.healthy"))) {
             System.err.println("standin: told to stay unhealthy (standin.healthy=false)");
         }
+    }
+
+    /**
+     * What Alcor's services do with Ignite at start-up, read from futurewei-cloud/alcor 21f11b5,
+     * lib/src/main/java/com/futurewei/alcor/common/db/ignite/IgniteConfiguration.java:
+     * the bean exists when ignite.host is set (@ConditionalOnProperty, L48; every service's own
+     * application.properties sets ignite.host=localhost, ignite.port=10800,
+     * ignite.thin.client.enable=true, which a jar keeps unless spring.config.location replaces its
+     * file); ignite.port has no default (L65: Spring refuses to start); the thin client connects
+     * to host:port only when ignite.host is the literal "localhost", any other value takes the
+     * Kubernetes address finder (L104-119), which outside Kubernetes leaves the client null:
+     * Assert.notNull(igniteClient, "IgniteClient is null") (L116). The Ignite stand-in itself
+     * (kind ignite, no Spring properties) skips this.
+     */
+    private static void checkIgnite() {
+        Map<String, String> effective = new TreeMap<>();
+        if (!PROPS.containsKey("spring.config.location")) {
+            effective.put("ignite.host", "localhost");
+            effective.put("ignite.port", "10800");
+            effective.put("ignite.thin.client.enable", "true");
+        }
+        for (String key : new String[] {"ignite.host", "ignite.port", "ignite.thin.client.enable"}) {
+            if (PROPS.containsKey(key)) {
+                effective.put(key, PROPS.get(key));
+            }
+        }
+        String host = effective.get("ignite.host");
+        if (host == null || jarName().startsWith("ignite")) {
+            return;  // no Ignite bean, or this is the Ignite stand-in (ignite-standin.jar)
+        }
+        String port = effective.get("ignite.port");
+        if (port == null) {
+            die("Could not resolve placeholder 'ignite.port' in value \"${ignite.port}\"");
+        }
+        boolean thin = !"false".equals(effective.get("ignite.thin.client.enable").trim());
+        if (thin && !host.equals("localhost")) {
+            die("Start client failed: Kubernetes address finder (ignite.host is '" + host
+                + "', not 'localhost'); IgniteClient is null");
+        }
+        long wait = Long.parseLong(PROPS.getOrDefault("standin.ignite.wait", "120").trim());
+        long deadline = System.currentTimeMillis() + 1000L * wait;
+        String last = "";
+        while (System.currentTimeMillis() < deadline) {
+            try (java.net.Socket socket = new java.net.Socket()) {
+                socket.connect(new InetSocketAddress(host, Integer.parseInt(port.trim())), 2000);
+                System.out.println("standin: Ignite answers at " + host + ":" + port.trim());
+                return;
+            } catch (IOException err) {
+                last = String.valueOf(err.getMessage());
+            }
+            try {
+                Thread.sleep(1000);
+            } catch (InterruptedException err) {
+                Thread.currentThread().interrupt();
+                break;
+            }
+        }
+        die("Start client failed: " + host + ":" + port.trim() + ": " + last + "; IgniteClient is null");
+    }
+
+    /** The file name this jar runs under (the stand-in is installed under each service's jar name). */
+    private static String jarName() {
+        try {
+            return Path.of(StandIn.class.getProtectionDomain().getCodeSource().getLocation().toURI())
+                .getFileName().toString();
+        } catch (Exception err) {
+            return "";
+        }
+    }
+
+    private static void die(String message) {
+        System.err.println("standin: APPLICATION FAILED TO START: " + message);
+        System.exit(1);
     }
 
     private static void loadProperties(String location) throws IOException {
@@ -132,41 +208,58 @@ public final class StandIn {
             reply(ex, 200, Json.write(CALLS));
         } else if (path.equals("/segments/createDefaultTable") && method.equals("POST")) {
             if (segmentTable) {
-                // what Alcor's VxlanRangeRepository does on a second call (NetworkRangeExistException)
-                reply(ex, 500, "{\"message\":\"Network Range already exists\"}");
+                // a second call: VxlanRangeRepository.createRange throws NetworkRangeExistException,
+                // @ResponseStatus(CONFLICT, reason="network range already exists")
+                springError(ex, 409, "Conflict", "network range already exists", path);
             } else {
                 segmentTable = true;
                 reply(ex, 200, "");
             }
         } else if (path.equals("/nodes") && method.equals("POST")) {
+            // NodeServiceImpl.createNodeInfo: an existing id is replaced, silently (201)
             Map<?, ?> info = hostInfo(body);
-            String id = String.valueOf(info.get("node_id"));
-            if (NODES.containsKey(id)) {
-                reply(ex, 500, "{\"message\":\"node " + id + " already exists\"}");
-            } else {
-                NODES.put(id, info);
-                reply(ex, 201, Json.write(Map.of("host_info", info)));
-            }
+            NODES.put(String.valueOf(info.get("node_id")), info);
+            reply(ex, 201, Json.write(Map.of("host_info", info)));
         } else if (path.equals("/nodes") && method.equals("GET")) {
             reply(ex, 200, Json.write(Map.of("nodeInfos", new ArrayList<>(NODES.values()))));
         } else if (path.startsWith("/nodes/")) {
+            // NodeController: GET of a missing node is 200 {"host_info":null}; PUT/DELETE of one
+            // throw ParameterNullOrEmptyException, unmapped in the node manager: 500
             String id = path.substring("/nodes/".length());
             Object node = NODES.get(id);
             if (method.equals("GET")) {
-                reply(ex, 200, node == null ? "{}" : Json.write(Map.of("host_info", node)));
-            } else if (method.equals("PUT") && node != null) {
+                reply(ex, 200, node == null ? "{\"host_info\":null}" : Json.write(Map.of("host_info", node)));
+            } else if (!method.equals("PUT") && !method.equals("DELETE")) {
+                springError(ex, 405, "Method Not Allowed", "Request method '" + method + "' not supported", path);
+            } else if (node == null) {
+                springError(ex, 500, "Internal Server Error", "Node not existing", path);
+            } else if (method.equals("PUT")) {
                 Map<?, ?> info = hostInfo(body);
+                if (!id.equals(String.valueOf(info.get("node_id")))) {  // verifyParameterValid
+                    springError(ex, 500, "Internal Server Error", "node id in the body is not " + id, path);
+                    return;
+                }
                 NODES.put(id, info);
                 reply(ex, 200, Json.write(Map.of("host_info", info)));
-            } else if (method.equals("DELETE") && node != null) {
+            } else {
                 NODES.remove(id);
                 reply(ex, 200, "{Node(Node) Id: " + id + "}");
-            } else {
-                reply(ex, 404, "{\"message\":\"no node " + id + "\"}");
             }
         } else {
             reply(ex, 404, "{\"message\":\"stand-in does not serve " + method + " " + path + "\"}");
         }
+    }
+
+    /** Spring Boot 2.1's default error body. */
+    private static void springError(HttpExchange ex, int status, String error, String message, String path)
+            throws IOException {
+        Map<String, Object> body = new LinkedHashMap<>();
+        body.put("timestamp", java.time.Instant.now().toString());
+        body.put("status", status);
+        body.put("error", error);
+        body.put("message", message);
+        body.put("path", path);
+        reply(ex, status, Json.write(body));
     }
 
     private static Map<?, ?> hostInfo(String body) {
