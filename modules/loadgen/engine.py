@@ -5,9 +5,12 @@ it is given a scheduled send time from its pacer -- `max(now, previous slot + 1/
 per step that has its own rate, one shared pacer for the rest. Latency is measured from that
 scheduled time to the last byte of the answer, so time spent waiting for a free connection
 (concurrency bound) or behind a stalled server counts, exactly as a user arriving at that moment
-would see it. A failed parent marks its whole subtree skipped. The run stops by itself: nothing
-is dispatched after `max_duration` or after `max_requests` sends; requests in flight then finish
-within their own request timeout. Unsent operations are reported as `not_sent`.
+would see it. A failed parent marks its whole subtree skipped. With `order: phased` a step's
+operations are held until every operation of the steps before it is finished (answered or
+skipped), Alcor's own pseudo controller's shape; each step is then paced from its release.
+The run stops by itself: nothing is dispatched after `max_duration` or after `max_requests`
+sends; requests in flight then finish within their own request timeout. Unsent operations are
+reported as `not_sent`.
 """
 
 from __future__ import annotations
@@ -127,6 +130,12 @@ class _Run:
         self.errors = 0
         self.skipped = 0
         self._waiter: asyncio.Future[None] | None = None
+        # phased order: the steps in order, how many of each are unfinished, and the operations
+        # that became ready before their step's turn
+        self.phases = [s for s in STEP_ORDER if counts.get(s)] if scenario.order == "phased" else []
+        self.phase = 0
+        self.unfinished = dict(counts)
+        self.held: dict[str, list[int]] = {}
         self.loop = asyncio.get_running_loop()
         # Timestamps from time.monotonic, not loop.time(): uvloop's loop clock ticks in whole
         # milliseconds, which would quantize every latency.
@@ -139,6 +148,24 @@ class _Run:
 
     # scheduling
     def make_ready(self, idx: int, now: float) -> None:
+        step = self.ops[idx].step
+        if self.phases and self.phases.index(step) > self.phase:
+            self.state[idx] = _QUEUED  # ready; released when its step's turn comes
+            self.held.setdefault(step, []).append(idx)
+            return
+        self._queue(idx, now)
+
+    def _finished(self, step: str, now: float) -> None:
+        """One operation of `step` answered or skipped; in phased order, open the next steps
+        whose predecessors are all finished."""
+        self.unfinished[step] -= 1
+        phases = self.phases
+        while phases and self.phase < len(phases) - 1 and not self.unfinished[phases[self.phase]]:
+            self.phase += 1
+            for idx in self.held.pop(self.phases[self.phase], []):
+                self._queue(idx, now)
+
+    def _queue(self, idx: int, now: float) -> None:
         key, interval = self.interval[self.ops[idx].step]
         slot = max(now, self.last_slot.get(key, float("-inf")) + interval)
         self.last_slot[key] = slot
@@ -282,6 +309,7 @@ class _Run:
         else:
             self.errors += 1
             self._skip_subtree(op.children)
+        self._finished(op.step, now)
         if self.inflight == 0:
             self._wake()  # the dispatcher may be waiting for the last answer to finish the run
 
@@ -298,6 +326,7 @@ class _Run:
             self.state[idx] = _SKIPPED
             self.skipped += 1
             self.stats[self.ops[idx].step].skipped += 1
+            self._finished(self.ops[idx].step, self.clock())
             stack.extend(self.ops[idx].children)
 
     async def _tick(self) -> None:

@@ -48,9 +48,15 @@ SERVICES: tuple[str, ...] = (
     "node_manager",
 )
 
+#: how steps follow each other: `pipelined` (an operation goes as soon as its parents
+#: succeeded) or `phased`, Alcor's own pseudo controller's shape (alcor_http_api_test.java: every
+#: VPC answered before the first subnet is sent, every subnet before the first port)
+ORDERS = ("pipelined", "phased")
+
 _TOP_KEYS = {
     "name",
     "description",
+    "order",
     "tenants",
     "projects_per_tenant",
     "vpcs_per_project",
@@ -124,6 +130,7 @@ class Scenario:
     max_requests: int = 100_000  # requests sent at most
     endpoints: Mapping[str, str] = field(default_factory=dict)  # service -> base URL
     description: str = ""
+    order: str = "pipelined"  # ORDERS
 
     @property
     def step_names(self) -> tuple[str, ...]:
@@ -162,6 +169,7 @@ class Scenario:
             "timeouts": {"connect": self.connect_timeout, "request": self.request_timeout},
             "limits": {"max_duration": self.max_duration, "max_requests": self.max_requests},
             "endpoints": dict(self.endpoints),
+            "order": self.order,
         }
 
 
@@ -275,6 +283,12 @@ def parse_scenario(data: object, file: str = "<scenario>") -> Scenario:
         elif not isinstance(url, str) or not url.startswith("http://"):
             ck.add(f"endpoints.{service}", "must be an http:// base URL (e.g. http://10.210.0.5:9001)", url)
 
+    order = data.get("order", "pipelined")
+    if order not in ORDERS:
+        ck.add("order", f"must be one of {', '.join(ORDERS)}", order,
+               hint="phased: each step's requests all answered before the next step starts (Alcor's own)")
+        order = "pipelined"
+
     step_names = [s.name for s in steps]
     total_ports = tenants * projects * vpcs * subnets * ports
     if "bind_port" in step_names or "register_node" in step_names:
@@ -322,6 +336,7 @@ def parse_scenario(data: object, file: str = "<scenario>") -> Scenario:
         max_requests=max_requests,
         endpoints={k: v.rstrip("/") for k, v in endpoints.items() if k in SERVICES},
         description=str(data.get("description", "")),
+        order=str(order),
     )
 
 

@@ -235,7 +235,13 @@ def test_each_service_received_its_configuration(deployed: dict[str, Any]) -> No
     dpm = info(services["data-plane"])["properties"]
     ncm_ip = services["network-config"]["address"].split("/")[0]
     assert dpm["microservices.netwconfigmanager.service.url"] == ncm_ip
-    assert dpm["ignite.host"] == services["ignite"]["address"].split("/")[0]
+    # Alcor connects to ignite.host:ignite.port only for the literal localhost: the stand-in
+    # refuses to start otherwise, and waits for Ignite at localhost:10800, which reaches the
+    # Ignite container only through the container's proxy device
+    assert dpm["ignite.host"] == "localhost" and dpm["ignite.port"] == "10800"
+    ignite = services["ignite"]["address"].split("/")[0]
+    assert all(svc["local_forwards"] == {"10800": f"{ignite}:10800"}
+               for name, svc in services.items() if name != "ignite")
 
 
 def test_post_deploy_segment_table_and_node_registrations(deployed: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ server (it cannot be: the server's interval is inside the client's).
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import threading
@@ -220,3 +221,21 @@ def test_verify_ping_uses_the_callback_and_counts_failures(alcor: AlcorApiDouble
     # Ports alternate between the two nodes, so each neighbour pair crosses nodes: 5 pings.
     assert sorted(pinged)[0] == ("10.0.0.2", "10.0.0.3") and len(pinged) == 5
     assert step.ok == 4 and step.errors["ping_failed"] == 1
+
+
+@pytest.mark.parametrize("order", ["pipelined", "phased"])
+def test_phased_order_answers_every_step_before_the_next_starts(order: str) -> None:
+    """Alcor's pseudo controller (alcor_http_api_test.java) sends all VPCs, waits for them, then
+    all subnets, then all ports; the pipelined default overlaps them. Told apart by when the
+    double received each request."""
+    with AlcorApiDouble(delay=0.02) as alcor:
+        sc = scenario(order=order, vpcs_per_project=4, subnets_per_vpc=2, ports_per_subnet=5, rate=400)
+        report = run_scenario(sc, alcor.url, None)
+        timings = list(alcor.timings)
+    assert report.totals()["ok"] == 4 + 8 + 40
+    kinds = ["vpcs", "subnets", "ports"]
+    spans = {k: [t for t in timings if t.path.endswith("/" + k)] for k in kinds}
+    first = {k: min(t.received for t in v) for k, v in spans.items()}
+    last_answer = {k: max(t.responded for t in v) for k, v in spans.items()}
+    phased = all(first[b] >= last_answer[a] for a, b in itertools.pairwise(kinds))
+    assert phased == (order == "phased"), (first, last_answer)
