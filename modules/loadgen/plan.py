@@ -98,11 +98,16 @@ def _expand(scenario: Scenario, enabled: set[str], add: Callable[..., int], uid:
 
     node_ops: dict[str, int] = {}
     if "register_node" in enabled:
-        for i, node in enumerate(scenario.nodes):
-            if node.registered:
-                continue  # the lab's own registration stands: never overwrite it (same id)
-            info = node.host_info(node.id or uid("node", i))
-            node_ops[node.name] = add("register_node", (), call=_bind(alcor_api.register_node, info))
+        # the lab's own registrations stand: never overwritten (the same ids would replace them)
+        fresh = [(i, node) for i, node in enumerate(scenario.nodes) if not node.registered]
+        batch = scenario.bulk.get("register_node", 1)
+        for start in range(0, len(fresh), batch):
+            chunk = fresh[start : start + batch]
+            infos = [node.host_info(node.id or uid("node", i)) for i, node in chunk]
+            call = (_bind(alcor_api.register_node, infos[0]) if batch == 1
+                    else _bind(alcor_api.register_nodes_bulk, infos))
+            op = add("register_node", (), call=call)
+            node_ops.update((node.name, op) for _, node in chunk)
 
     vpc_net = ipaddress.ip_network(scenario.vpc_cidr)
     subnet_nets = list(_first_subnets(vpc_net, scenario.subnet_prefix, scenario.subnets_per_vpc))
@@ -163,34 +168,28 @@ def _expand(scenario: Scenario, enabled: set[str], add: Callable[..., int], uid:
                     # Port ids share the subnet id's first 24 characters and count up: unique,
                     # UUID-shaped, and ~20x cheaper than a uuid5 per port for large plans.
                     id_prefix = subnet_id[:24]
-                    for n in range(scenario.ports_per_subnet):
-                        ip = _dotted(first_ip + n)
-                        port_id = f"{id_prefix}{n:012x}"
-                        sgs = sg_ids[:1]
-                        port_op = add(
-                            "create_port",
-                            (subnet_op, sg_op if sgs else None),
-                            call=_bind(
-                                alcor_api.create_port,
-                                project_id,
-                                tenant_id,
-                                port_id,
-                                vpc_id,
-                                subnet_id,
-                                ip,
-                                alcor_api.port_name(port_id),
-                                sgs,
-                            ),
-                        )
-                        if "bind_port" in enabled and nodes:
-                            node = _node_for(nodes, port_counter, scenario.ports_per_node)
-                            bind_op = add(
-                                "bind_port",
-                                (port_op, node_ops.get(node.name)),
-                                call=_bind(alcor_api.bind_port, project_id, port_id, node.name),
-                            )
-                            bound.append((bind_op, PortRef(port_id, ip, node.name, subnet_id)))
-                        port_counter += 1
+                    sgs = sg_ids[:1]
+                    batch = scenario.bulk.get("create_port", 1)
+                    for start in range(0, scenario.ports_per_subnet, batch):
+                        ports = []
+                        for n in range(start, min(start + batch, scenario.ports_per_subnet)):
+                            port_id = f"{id_prefix}{n:012x}"
+                            ip = _dotted(first_ip + n)
+                            ports.append((tenant_id, port_id, vpc_id, subnet_id, ip,
+                                          alcor_api.port_name(port_id), sgs))
+                        call = (_bind(alcor_api.create_port, project_id, *ports[0]) if batch == 1
+                                else _bind(alcor_api.create_ports_bulk, project_id, ports))
+                        port_op = add("create_port", (subnet_op, sg_op if sgs else None), call=call)
+                        for _, port_id, _, _, ip, _, _ in ports:
+                            if "bind_port" in enabled and nodes:
+                                node = _node_for(nodes, port_counter, scenario.ports_per_node)
+                                bind_op = add(
+                                    "bind_port",
+                                    (port_op, node_ops.get(node.name)),
+                                    call=_bind(alcor_api.bind_port, project_id, port_id, node.name),
+                                )
+                                bound.append((bind_op, PortRef(port_id, ip, node.name, subnet_id)))
+                            port_counter += 1
                     if "verify_ping" in enabled:
                         for (a_op, a), (b_op, b) in itertools.pairwise(bound):
                             if a.node != b.node:

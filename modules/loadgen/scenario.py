@@ -53,10 +53,15 @@ SERVICES: tuple[str, ...] = (
 #: VPC answered before the first subnet is sent, every subnet before the first port)
 ORDERS = ("pipelined", "phased")
 
+#: steps that have a bulk endpoint: requests carry up to N of them (port_manager
+#: POST /project/{p}/ports/bulk, node_manager POST /nodes/bulk)
+BULK_STEPS = ("create_port", "register_node")
+
 _TOP_KEYS = {
     "name",
     "description",
     "order",
+    "bulk",
     "tenants",
     "projects_per_tenant",
     "vpcs_per_project",
@@ -131,6 +136,7 @@ class Scenario:
     endpoints: Mapping[str, str] = field(default_factory=dict)  # service -> base URL
     description: str = ""
     order: str = "pipelined"  # ORDERS
+    bulk: Mapping[str, int] = field(default_factory=dict)  # step -> items per request (BULK_STEPS)
 
     @property
     def step_names(self) -> tuple[str, ...]:
@@ -170,6 +176,7 @@ class Scenario:
             "limits": {"max_duration": self.max_duration, "max_requests": self.max_requests},
             "endpoints": dict(self.endpoints),
             "order": self.order,
+            "bulk": dict(self.bulk),
         }
 
 
@@ -289,6 +296,11 @@ def parse_scenario(data: object, file: str = "<scenario>") -> Scenario:
                hint="phased: each step's requests all answered before the next step starts (Alcor's own)")
         order = "pipelined"
 
+    bulk_doc = ck.mapping(data, "bulk")
+    ck.unknown_keys("bulk.", bulk_doc, set(BULK_STEPS))
+    bulk = {step: ck.integer(bulk_doc, step, 1, 1, 10_000, "bulk.")
+            for step in BULK_STEPS if step in bulk_doc}
+
     step_names = [s.name for s in steps]
     total_ports = tenants * projects * vpcs * subnets * ports
     if "bind_port" in step_names or "register_node" in step_names:
@@ -337,6 +349,7 @@ def parse_scenario(data: object, file: str = "<scenario>") -> Scenario:
         endpoints={k: v.rstrip("/") for k, v in endpoints.items() if k in SERVICES},
         description=str(data.get("description", "")),
         order=str(order),
+        bulk={k: v for k, v in bulk.items() if v > 1},
     )
 
 

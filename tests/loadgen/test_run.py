@@ -239,3 +239,15 @@ def test_phased_order_answers_every_step_before_the_next_starts(order: str) -> N
     last_answer = {k: max(t.responded for t in v) for k, v in spans.items()}
     phased = all(first[b] >= last_answer[a] for a, b in itertools.pairwise(kinds))
     assert phased == (order == "phased"), (first, last_answer)
+
+
+def test_bulk_requests_carry_many_ports_and_nodes(alcor: AlcorApiDouble) -> None:
+    sc = scenario(ports_per_subnet=25, nodes={"count": 5}, bulk={"create_port": 10, "register_node": 4},
+                  steps=["register_node", "create_vpc", "create_subnet", "create_port", "bind_port"])
+    report = run_scenario(sc, alcor.url, None)
+    steps = report.steps
+    # 25 ports in requests of 10, 10 and 5; 5 nodes in 4 + 1; every port then bound to its node
+    assert (steps["create_port"].ok, steps["register_node"].ok, steps["bind_port"].ok) == (3, 2, 25)
+    paths = [t.path for t in alcor.timings]
+    assert paths.count("/nodes/bulk") == 2 and sum(p.endswith("/ports/bulk") for p in paths) == 3
+    assert len(alcor.state.ports) == 25 and len(alcor.state.nodes) == 5

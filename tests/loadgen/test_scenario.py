@@ -182,3 +182,14 @@ def test_node_registration_fields_are_checked_like_the_node_manager() -> None:
     text = str(info.value)
     for field in ("local_ip", "server_port", "host_dvr_mac", "registered", "veth"):
         assert f"nodes.list[0].{field}" in text, field
+
+
+def test_order_and_bulk_are_checked() -> None:
+    with pytest.raises(LabFileError) as info:
+        bad = {"name": "t", "order": "random", "bulk": {"create_port": 0, "create_vpc": 5}}
+        parse_scenario(bad, "s.yaml")
+    text = str(info.value)
+    assert "order: must be one of pipelined, phased" in text
+    assert "bulk.create_port" in text and "bulk.create_vpc: unknown field" in text
+    ok = parse_scenario({"name": "t", "order": "phased", "bulk": {"create_port": 50}}, "s.yaml")
+    assert parse_scenario(ok.to_dict(), "again") == ok and ok.bulk == {"create_port": 50}
