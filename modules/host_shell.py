@@ -7,6 +7,7 @@ own daemon with `lxc query` (its unix socket), which works before any TLS trust 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -65,30 +66,52 @@ class SshShell:
     known_hosts: str | None = None
     strict: bool = True  # False: record a new host's key on first contact (cloud instances)
 
-    def options(self) -> list[str]:
+    def options(self, master: bool = False) -> list[str]:
         opts = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=15", "-o", "ServerAliveInterval=15"]
         if self.key:
             opts += ["-i", self.key, "-o", "IdentitiesOnly=yes"]
         if self.known_hosts:
-            # one connection per host, reused by every command for a minute: a reconciler runs
-            # dozens of short commands on a host, each would pay a handshake
-            # (short: a socket path has 108 bytes; per key and known_hosts: a connection another
-            # lab's key opened must never log this one in)
-            tag = hashlib.sha256(f"{self.key}\0{self.known_hosts}".encode()).hexdigest()[:10]
-            control = os.path.join(tempfile.gettempdir(), f"distrilab-ssh-{tag}-%C")
-            opts += ["-o", "ControlMaster=auto", "-o", f"ControlPath={control}", "-o", "ControlPersist=60"]
+            # commands ride on the host's shared connection when one runs (ensure_master), else
+            # connect on their own; they never become the master themselves
+            sharing = ["ControlMaster=yes", "ControlPersist=60"] if master else ["ControlMaster=no"]
+            opts += ["-o", f"ControlPath={self.control_path()}", *(x for o in sharing for x in ("-o", o))]
             checking = "yes" if self.strict else "accept-new"
             opts += ["-o", f"UserKnownHostsFile={self.known_hosts}",
                      "-o", f"StrictHostKeyChecking={checking}"]
         return opts
 
+    def control_path(self) -> str:
+        # short: a socket path has 108 bytes; per key and known_hosts: a connection another lab's
+        # key opened must never log this one in
+        tag = hashlib.sha256(f"{self.key}\0{self.known_hosts}".encode()).hexdigest()[:10]
+        return os.path.join(tempfile.gettempdir(), f"distrilab-ssh-{tag}-%C")
+
+    @property
+    def target(self) -> str:
+        return f"{self.user}@{self.address}" if self.user else self.address
+
+    def ensure_master(self) -> None:
+        """One connection per host, reused by every command for a minute (a reconciler runs dozens
+        of short commands on a host; each would pay a handshake), started in the background with
+        no pipe of ours: a master that a captured command starts (ControlMaster=auto) keeps that
+        command's stdout and stderr, and the command then waits as long as the master lives,
+        which other commands keep alive (an apply hung 20 minutes on it)."""
+        quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        check = ["ssh", *self.options(), "-O", "check", self.target]
+        if subprocess.run(check, timeout=15, **quiet).returncode == 0:
+            return
+        # failing here is fine: the command then connects on its own and says why
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run(["ssh", *self.options(master=True), "-f", "-N", self.target], timeout=60, **quiet)
+
     def argv(self, cmd: Sequence[str]) -> list[str]:
-        target = f"{self.user}@{self.address}" if self.user else self.address
-        return ["ssh", *self.options(), target, "--", shlex.join(cmd)]
+        return ["ssh", *self.options(), self.target, "--", shlex.join(cmd)]
 
     def run(
         self, cmd: Sequence[str], stdin: str | None = None, check: bool = True, timeout: float | None = 600
     ) -> subprocess.CompletedProcess[str]:
+        if self.known_hosts:
+            self.ensure_master()
         proc = subprocess.run(self.argv(cmd), input=stdin, capture_output=True, text=True, timeout=timeout)
         if check and proc.returncode != 0:
             raise ShellError(

@@ -244,7 +244,7 @@ def plan_host(spec: Spec, facts: Facts, client_fingerprint: str = "", pinned: st
         actions.append(Action("start", "lxd daemon", f"not answering ({how})", 2, {"systemd": facts.systemd}))
     if spec.cluster.enabled and not facts.clustered:
         verb = "bootstrap" if spec.cluster.role == "bootstrap" else "join"
-        actions.append(Action(verb, "lxd cluster", "host not clustered yet", 3))
+        actions.append(Action(verb, "lxd cluster", "host not clustered yet", 3, {"systemd": facts.systemd}))
     joining = spec.cluster.enabled and spec.cluster.role == "join"
     if spec.pool and not joining and spec.pool.name not in facts.pools:
         if spec.pool.driver == "btrfs" and facts.lxd_answers and "btrfs" not in facts.daemon_drivers:
@@ -431,15 +431,34 @@ def set_sysctls(shell: Shell, values: dict[str, int], persist: dict[str, int]) -
     shell.run(["sh", "-c", f"mkdir -p /etc/sysctl.d && cat > {SYSCTL_FILE}"], stdin=text)
 
 
+#: the daemon distrilab started on a host without a service manager
+LXD_PID_FILE = "/run/distrilab-lxd.pid"
+
+
 def start_daemon(shell: Shell, systemd: bool) -> None:
     if systemd:
         shell.run(["systemctl", "start", "lxd"])
     else:
         # setsid + redirections: the daemon outlives this process and holds none of its pipes
         # (stderr kept: where Go writes a goroutine dump when the daemon hangs and gets SIGQUIT)
-        line = f"setsid lxd --group root --logfile {LXD_LOG} </dev/null >/dev/null 2>>{LXD_LOG}.stderr &"
+        daemon = f"echo $$ > {LXD_PID_FILE}; exec lxd --group root --logfile {LXD_LOG}"
+        line = f"setsid sh -c '{daemon}' </dev/null >/dev/null 2>>{LXD_LOG}.stderr &"
         shell.run(["sh", "-c", line])
     shell.run(["lxd", "waitready", "--timeout=60"], timeout=90)
+
+
+def restart_hung_daemon(shell: Shell, systemd: bool) -> None:
+    """Restart a daemon that stopped answering: SIGQUIT first (Go writes every goroutine's stack
+    to LXD_LOG.stderr, for the report), then SIGKILL; its state on disk is kept."""
+    if systemd:
+        shell.run(["systemctl", "kill", "--signal=SIGQUIT", "lxd"], check=False)
+        shell.run(["systemctl", "restart", "lxd"], timeout=120)
+        shell.run(["lxd", "waitready", "--timeout=60"], timeout=90)
+        return
+    stop = (f"pid=$(cat {LXD_PID_FILE}) && kill -QUIT $pid && sleep 3; "
+            f"kill -KILL $pid 2>/dev/null; true")
+    shell.run(["sh", "-c", stop], timeout=60)
+    start_daemon(shell, systemd=False)
 
 
 def create_pool(shell: Shell, name: str, driver: str, size: str) -> None:
@@ -509,6 +528,8 @@ def join_preseed(spec: Spec, token: str, pool_driver: str) -> dict[str, Any]:
 CLUSTER_MARKER = "/var/lib/distrilab/cluster-formed-by"
 #: how long a joining host waits for the first host to bootstrap the cluster (it may be installing)
 LEADER_TIMEOUT = 1800.0
+#: enabling clustering takes seconds; past this the daemon is taken as hung and restarted
+BOOTSTRAP_TIMEOUT = 240.0
 #: how long the first host waits, on destroy, for the members the lab joined to leave
 LEAVE_TIMEOUT = 300.0
 LXD_STATE = "/var/lib/lxd"
@@ -566,10 +587,20 @@ def already_clustered(shell: Shell) -> bool:
     return bool(lxd_query(shell, "/1.0").get("environment", {}).get("server_clustered"))
 
 
-def bootstrap_cluster(shell: Shell, spec: Spec) -> None:
+def bootstrap_cluster(shell: Shell, spec: Spec, systemd: bool = False) -> None:
     if already_clustered(shell):
         return
-    shell.run(["lxd", "init", "--preseed"], stdin=json.dumps(bootstrap_preseed(spec)))
+    preseed = json.dumps(bootstrap_preseed(spec))
+    try:
+        shell.run(["lxd", "init", "--preseed"], stdin=preseed, timeout=BOOTSTRAP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        # seen once in ~20 runs (LXD 5.0.2 in a nested host): enabling clustering never finished
+        # and the API stayed locked (GET /1.0/cluster hung) while the database was written
+        print(f"[{OWNER}] {spec.host}: clustering did not finish in {BOOTSTRAP_TIMEOUT:.0f} s: "
+              f"restarting the daemon (its goroutines: {LXD_LOG}.stderr)")
+        restart_hung_daemon(shell, systemd)
+        if not already_clustered(shell):
+            shell.run(["lxd", "init", "--preseed"], stdin=preseed, timeout=BOOTSTRAP_TIMEOUT)
     mark_formed(shell, spec.lab)
 
 
@@ -808,7 +839,7 @@ class LxdHost(Reconciler[Spec, Facts]):
         elif action.verb == "start":
             start_daemon(client, action.data["systemd"])
         elif action.verb == "bootstrap":
-            bootstrap_cluster(client, spec)
+            bootstrap_cluster(client, spec, systemd=action.data.get("systemd", False))
         elif action.verb == "join":
             join_cluster(client, spec)
         elif action.verb == "create":

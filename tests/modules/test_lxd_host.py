@@ -278,11 +278,39 @@ def test_daemon_starts_detached_without_systemd_and_waits() -> None:
     shell = RecordingShell()
     start_daemon(shell, systemd=False)
     (start, _), (wait, _) = shell.commands
-    assert start.startswith("sh -c setsid lxd --group root --logfile /var/log/lxd-distrilab.log")
+    assert start.startswith("sh -c setsid sh -c 'echo $$ > /run/distrilab-lxd.pid; "
+                            "exec lxd --group root --logfile /var/log/lxd-distrilab.log'")
     assert start.endswith("&") and wait == "lxd waitready --timeout=60"
     shell = RecordingShell()
     start_daemon(shell, systemd=True)
     assert shell.commands[0][0] == "systemctl start lxd"
+
+
+class HangingInit(RecordingShell):
+    """`lxd init --preseed` hangs the first time (the daemon's API locked), then works."""
+
+    def __init__(self) -> None:
+        super().__init__({"lxc query --wait -X GET /1.0": (0, "{}")})
+        self.hung = False
+
+    def run(self, cmd: list[str], stdin: str | None = None, check: bool = True,
+            timeout: float | None = 600) -> subprocess.CompletedProcess[str]:
+        if cmd[:2] == ["lxd", "init"] and not self.hung:
+            self.hung = True
+            self.commands.append((" ".join(cmd), stdin))
+            raise subprocess.TimeoutExpired(cmd, timeout or 0)
+        return super().run(cmd, stdin, check, timeout)
+
+
+def test_a_bootstrap_that_hangs_restarts_the_daemon_and_tries_once_more() -> None:
+    from modules.lxd_host import bootstrap_cluster
+
+    shell = HangingInit()
+    bootstrap_cluster(shell, remote_spec("bootstrap"))
+    lines = [line for line, _ in shell.commands if not line.startswith("lxc query")]
+    assert lines[0] == "lxd init --preseed" and "kill -QUIT" in lines[1]  # goroutines dumped first
+    assert "setsid" in lines[2] and lines[3] == "lxd waitready --timeout=60"
+    assert lines[4] == "lxd init --preseed" and "cluster-formed-by" in lines[5]
 
 
 def test_sysctls_are_raised_and_persisted() -> None:

@@ -1,0 +1,42 @@
+"""ssh to lab hosts: a command never becomes the shared connection's master (a master started by a
+captured command keeps its pipes open, and the command then waits as long as the master lives)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from modules.host_shell import SshShell
+
+
+def shell(tmp_path: Path) -> SshShell:
+    return SshShell("h1", "192.0.2.9", "root", key=str(tmp_path / "id"), known_hosts=str(tmp_path / "kh"))
+
+
+def test_commands_ride_on_a_master_and_never_start_one(tmp_path: Path) -> None:
+    command = shell(tmp_path).argv(["true"])
+    assert "ControlMaster=no" in command and not any("ControlPersist" in o for o in command)
+    master = shell(tmp_path).options(master=True)
+    assert "ControlMaster=yes" in master and "ControlPersist=60" in master
+    path = shell(tmp_path).control_path()
+    assert f"ControlPath={path}" in command and f"ControlPath={path}" in master
+
+
+def test_the_master_is_started_detached_from_every_pipe(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[list[str], dict]] = []
+
+    def fake_run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
+        seen.append((argv, dict(kwargs)))
+        return subprocess.CompletedProcess(argv, 255 if "-O" in argv else 0, "", "")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    shell(tmp_path).run(["true"])
+    (check, _), (start, quiet), (command, captured) = seen
+    assert "-O" in check and "check" in check
+    assert "-f" in start and "-N" in start and "ControlMaster=yes" in start
+    assert quiet["stdin"] == quiet["stdout"] == quiet["stderr"] == subprocess.DEVNULL
+    assert "ControlMaster=no" in command and captured.get("capture_output") is True
