@@ -39,6 +39,8 @@ from typing import Protocol
 import yaml
 
 from cdk.errors import ImageBuildError
+from images.ignite import IGNITE_DIST, ignite_dist_problems
+from images.ignite import SUPPORTED as IGNITE_SUPPORTED
 from images.recipe import INPUT_MOUNT, Chain, Recipe, RecipeBook, layer_hash
 
 log = logging.getLogger(__name__)
@@ -493,6 +495,14 @@ def _check_inputs(chain: Chain, given: Mapping[str, Path], skip: set[str]) -> No
                     f"input {s.needs}: path does not exist ({given[s.needs]})",
                     hint=f"pass --input {s.needs}=PATH with an existing file or directory",
                 )
+            if s.needs == IGNITE_DIST:
+                problems = ignite_dist_problems(Path(given[s.needs]))
+                if problems:
+                    raise ImageBuildError(
+                        f"input {s.needs}: {'; '.join(problems)}",
+                        hint=f"pass an Apache Ignite {IGNITE_SUPPORTED} binary distribution "
+                        "(images/ignite.py says why)",
+                    )
 
 
 def _apt_script(packages: Iterable[str]) -> str:
