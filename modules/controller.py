@@ -17,6 +17,7 @@ Destroy deletes the container; reports stay (they are the lab's output).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import importlib.util
@@ -24,6 +25,7 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,8 @@ from cdk.stages.nodes import template_name
 from modules import lxd_rest as rest
 from modules import nodes
 from modules.alcor import management_mac, push_file, read_file
+from modules.loadgen.scenario import parse_scenario
+from modules.ping_agent import PingAgent
 from modules.reconcile import Action, Reconciler
 
 OWNER = "controller"
@@ -148,11 +152,49 @@ def derive_scenario(text: str, nodes: tuple[dict[str, Any], ...], macs: dict[str
     return header + yaml.safe_dump(data, sort_keys=False)
 
 
-def loadgen_args(spec: Spec, scenario: str, out: str) -> list[str]:
+def loadgen_args(spec: Spec, scenario: str, out: str, ping_url: str | None = None) -> list[str]:
     args = ["-m", "modules.loadgen", scenario, "--target", spec.target_url, "--out", out, "--quiet"]
     for name, url in sorted(spec.endpoints.items()):
         args += ["--endpoint", f"{name}={url}"]
+    if ping_url:
+        args += ["--ping-url", ping_url]
     return args
+
+
+def verifies_ping(text: str) -> bool:
+    try:
+        return parse_scenario(yaml.safe_load(text), "scenario").enabled("verify_ping")
+    except (DistrilabError, yaml.YAMLError):
+        return False  # the controller reports the scenario's problems itself
+
+
+@contextlib.contextmanager
+def ping_agent(client: Any, spec: Spec, text: str) -> Iterator[PingAgent | None]:
+    """The lab's ping agent for the run when its scenario verifies pings (else None), where the
+    controller reaches it: the management gateway from its container, loopback on the host."""
+    if not verifies_ping(text):
+        yield None
+        return
+
+    def run(instance: str, script: str) -> tuple[int, str]:
+        result = rest.sh(client, instance, script, timeout=120)
+        return result.returncode, result.stdout + result.stderr
+
+    bind = spec.gateway.split("/")[0] if spec.mode == "container" else "127.0.0.1"
+    port_manager = spec.endpoints.get("port_manager", spec.target_url)
+    subnet_manager = spec.endpoints.get("subnet_manager", spec.target_url)
+    with PingAgent({n["name"]: n["instance"] for n in spec.nodes}, port_manager, subnet_manager, run,
+                   bind=bind) as agent:
+        yield agent
+
+
+def add_ping_results(report: Path, agent: PingAgent | None) -> None:
+    """Per-pair verify_ping outcomes into report.json (the run's counts are there already)."""
+    if agent is None or not report.is_file():
+        return
+    doc = json.loads(report.read_text())
+    doc["verify_ping"] = agent.results
+    report.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def template_of(spec: Spec) -> str:
@@ -288,10 +330,11 @@ class ControllerReconciler(Reconciler[Spec, dict[str, Any]]):
         elif verb == "delete":
             rest.delete_instance(client, target, data["running"])
         elif verb == "run":
-            if spec.mode == "container":
-                _run_in_container(client, spec, data["key"], data["scenario"])
-            else:
-                _run_on_host(spec, data["key"], data["scenario"])
+            with ping_agent(client, spec, data["scenario"]) as agent:
+                if spec.mode == "container":
+                    _run_in_container(client, spec, data["key"], data["scenario"], agent)
+                else:
+                    _run_on_host(spec, data["key"], data["scenario"], agent)
         else:
             raise ValueError(f"unknown action verb {verb!r}")
 
@@ -366,13 +409,16 @@ def _source_files() -> list[tuple[Path, str]]:
     return files
 
 
-def _run_in_container(client: Any, spec: Spec, key: dict[str, Any], text: str) -> None:
+def _run_in_container(
+    client: Any, spec: Spec, key: dict[str, Any], text: str, agent: PingAgent | None = None
+) -> None:
     """Copy the controller in, run it with a deadline, copy its report out."""
     for path, relative in _source_files():
         push_file(client, spec.instance, f"{REMOTE_ROOT}/{relative}", path.read_bytes())
     scenario = f"{REMOTE_ROOT}/scenario.yaml"
     push_file(client, spec.instance, scenario, text.encode())
-    args = " ".join(_sh_quote(a) for a in loadgen_args(spec, scenario, REMOTE_REPORT))
+    argv = loadgen_args(spec, scenario, REMOTE_REPORT, agent and agent.url)
+    args = " ".join(_sh_quote(a) for a in argv)
     script = (
         f"rm -rf {REMOTE_REPORT} && mkdir -p {REMOTE_REPORT} && cd {REMOTE_ROOT} && "
         f"timeout --kill-after=10 {spec.timeout} python3 {args}"
@@ -384,10 +430,11 @@ def _run_in_container(client: Any, spec: Spec, key: dict[str, Any], text: str) -
     names = rest.sh(client, spec.instance, f"ls -1 {REMOTE_REPORT}", timeout=30).stdout.split()
     for name in names:
         (out / name).write_bytes(read_file(client, spec.instance, f"{REMOTE_REPORT}/{name}"))
+    add_ping_results(out / "report.json", agent)
     _finish(spec, key, result.returncode, result.stdout + result.stderr, started, names)
 
 
-def _run_on_host(spec: Spec, key: dict[str, Any], text: str) -> None:
+def _run_on_host(spec: Spec, key: dict[str, Any], text: str, agent: PingAgent | None = None) -> None:
     out = Path(spec.reports_dir)
     out.mkdir(parents=True, exist_ok=True)
     scenario = out / "scenario.yaml"
@@ -395,7 +442,8 @@ def _run_on_host(spec: Spec, key: dict[str, Any], text: str) -> None:
     started = time.time()
     try:
         proc = subprocess.run(
-            [sys.executable, *loadgen_args(spec, str(scenario.resolve()), str(out.resolve()))],
+            [sys.executable, *loadgen_args(spec, str(scenario.resolve()), str(out.resolve()),
+                                           agent and agent.url)],
             cwd=REPO_ROOT,
             capture_output=True,
             text=True,
@@ -407,6 +455,7 @@ def _run_on_host(spec: Spec, key: dict[str, Any], text: str) -> None:
     names = sorted(
         p.name for p in out.iterdir() if p.name not in (RUN_RECORD, "scenario.yaml", "controller.log")
     )
+    add_ping_results(out / "report.json", agent)
     _finish(spec, key, code, output, started, names)
 
 

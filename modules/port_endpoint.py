@@ -48,10 +48,8 @@ class Endpoint:
         return self.address.split("/")[0]
 
 
-def attach_script(ep: Endpoint, neighbours: dict[str, str] | None = None) -> str:
-    """Create (again) the namespace, the veth pair and the tagged br-int port; `neighbours`
-    (ip -> MAC) become static ARP entries: ACA answers ARP for a VPC's ports itself (its ARP
-    responder on br-tun), which the substrate test does not run."""
+def attach_script(ep: Endpoint) -> str:
+    """Create (again) the namespace, the veth pair and the tagged br-int port."""
     ns, tap, peer = shlex.quote(ep.netns), shlex.quote(ep.ovs_port), shlex.quote(ep.peer)
     lines = [
         "set -e",
@@ -71,8 +69,6 @@ def attach_script(ep: Endpoint, neighbours: dict[str, str] | None = None) -> str
         f"ip netns exec {ns} ethtool -K {peer} tx off >/dev/null 2>&1 || true",
         f"ip -n {ns} link set {peer} up",
     ]
-    for ip, mac in sorted((neighbours or {}).items()):
-        lines.append(f"ip -n {ns} neigh replace {shlex.quote(ip)} lladdr {shlex.quote(mac)} dev {peer}")
     return "\n".join(lines)
 
 

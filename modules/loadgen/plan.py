@@ -27,6 +27,7 @@ class PortRef:
     ip: str
     node: str
     subnet_id: str
+    project_id: str = ""
 
 
 class Operation:
@@ -188,7 +189,8 @@ def _expand(scenario: Scenario, enabled: set[str], add: Callable[..., int], uid:
                                     (port_op, node_ops.get(node.name)),
                                     call=_bind(alcor_api.bind_port, project_id, port_id, node.name),
                                 )
-                                bound.append((bind_op, PortRef(port_id, ip, node.name, subnet_id)))
+                                ref = PortRef(port_id, ip, node.name, subnet_id, project_id)
+                                bound.append((bind_op, ref))
                             port_counter += 1
                     if "verify_ping" in enabled:
                         for (a_op, a), (b_op, b) in itertools.pairwise(bound):

@@ -11,15 +11,19 @@ patch ports, `vxlan-generic` at ofport 100 with remote_ip/key=flow (src/ovs/aca_
 setup_ovs_bridges_if_need); br-tun's base flows (src/ovs/of_controller.cpp: patch-int -> table 2,
 unicast -> 20, vxlan-generic -> table 4); per VPC, tunnel id -> internal VLAN in table 4 and, per
 remote neighbour, VLAN + MAC -> strip, set tun_id and tun_dst, out the VXLAN port in table 20
-(src/ovs/aca_vlan_manager.cpp). ARP is answered from static entries in the namespaces instead of
-ACA's ARP responder. Each port is a namespace on br-int, as Alcor's busybox ping test attaches
-containers (modules/port_endpoint.py).
+(src/ovs/aca_vlan_manager.cpp). ARP requests are flooded through the tunnel (table 22) instead of
+answered by ACA's ARP responder. Each port is a namespace on br-int, as Alcor's busybox ping test
+attaches containers (modules/port_endpoint.py). Then the lab's ping agent (modules/ping_agent.py),
+asked as the load controller's verify_ping asks it, reads the two ports from an Alcor API double,
+attaches them itself and reports the same pings.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -28,7 +32,9 @@ from bench import deploy
 from bench.labs import free_pools, leaf_spine
 from cdk.model import Lab
 from modules import lxd_rest as rest
+from modules.ping_agent import PingAgent
 from modules.port_endpoint import Endpoint, attach_script, ping_script
+from tests.doubles.alcor_api import AlcorApiDouble
 from tests.e2e.conftest import lab_leftovers
 
 pytestmark = pytest.mark.e2e
@@ -64,8 +70,11 @@ def br_tun_flows(patch_int: int, vlan: int, remote_mac: str, remote_ip: str) -> 
         f"table=0,priority=1,in_port={patch_int},actions=resubmit(,2)",
         f"table=0,priority=25,in_port={VXLAN_PORT},actions=resubmit(,4)",
         "table=2,priority=1,dl_dst=00:00:00:00:00:00/01:00:00:00:00:00,actions=resubmit(,20)",
+        "table=2,priority=1,dl_dst=01:00:00:00:00:00/01:00:00:00:00:00,actions=resubmit(,22)",
         f"table=4,priority=1,tun_id={TUNNEL_ID},actions=mod_vlan_vid:{vlan},output:{patch_int}",
         f"table=20,priority=50,dl_vlan={vlan},dl_dst={remote_mac},actions=strip_vlan,"
+        f"load:{TUNNEL_ID}->NXM_NX_TUN_ID[],set_field:{remote_ip}->tun_dst,output:{VXLAN_PORT}",
+        f"table=22,priority=1,dl_vlan={vlan},actions=strip_vlan,"
         f"load:{TUNNEL_ID}->NXM_NX_TUN_ID[],set_field:{remote_ip}->tun_dst,output:{VXLAN_PORT}",
     ]
 
@@ -97,7 +106,7 @@ def test_two_aca_servers_ping_through_a_vxlan_tunnel(lab_name: str) -> None:
                 wait_for_underlay(client, instance, ip)
         for me, (instance, port) in enumerate(zip(instances, PORTS, strict=True)):
             peer = PORTS[1 - me]
-            run(client, instance, attach_script(port, {peer.ip: peer.mac}))
+            run(client, instance, attach_script(port))
             patch_int = int(run(client, instance, "ovs-vsctl get interface patch-int ofport"))
             flows = br_tun_flows(patch_int, port.vlan, peer.mac, ips[1 - me])
             run(client, instance, "ovs-ofctl del-flows br-tun && " + " && ".join(
@@ -111,6 +120,43 @@ def test_two_aca_servers_ping_through_a_vxlan_tunnel(lab_name: str) -> None:
             counted = run(client, instance, f"ovs-ofctl dump-flows br-tun table=4,tun_id={TUNNEL_ID}")
             packets = int(counted.split("n_packets=")[1].split(",")[0])
             assert packets >= 3, counted
+        check_the_ping_agent(client, instances)
     finally:
         deploy.destroy(lab)
     assert lab_leftovers(lab_name) == {}
+
+
+def check_the_ping_agent(client: object, instances: list[str]) -> None:
+    """verify_ping's way: the agent learns each port from Alcor (here its API double), attaches it
+    on the node it is bound to and pings; it reports the outcome per pair and detaches at the end."""
+    def node_run(instance: str, script: str) -> tuple[int, str]:
+        result = rest.sh(client, instance, script, timeout=60)
+        return result.returncode, result.stdout + result.stderr
+
+    with AlcorApiDouble() as alcor:
+        call(alcor, "/project/p1/vpcs", {"network": {"id": "v1", "cidr": "192.168.0.0/16"}})
+        call(alcor, "/project/p1/subnets",
+             {"subnet": {"id": "s1", "network_id": "v1", "cidr": "192.168.50.0/24", "ip_version": 4}})
+        refs = []
+        for port, node in zip(PORTS, SERVERS, strict=True):
+            call(alcor, "/project/p1/ports", {"port": {
+                "id": port.port_id, "network_id": "v1", "mac_address": port.mac,
+                "fixed_ips": [{"subnet_id": "s1", "ip_address": port.ip}]}})
+            refs.append({"port_id": port.port_id, "ip": port.ip, "node": node, "subnet_id": "s1",
+                         "project_id": "p1"})
+        nodes = dict(zip(SERVERS, instances, strict=True))
+        with PingAgent(nodes, alcor.url, alcor.url, node_run) as agent:
+            answer = agent.ping(refs[0], refs[1])
+            results = list(agent.results)
+    assert answer["ok"] and "0% packet loss" in answer["detail"], results
+    assert results[0]["source"]["node"] == SERVERS[0] and results[0]["target"]["ip"] == PORTS[1].ip
+    for instance, port in zip(instances, PORTS, strict=True):  # detached again
+        left = rest.sh(client, instance, "ip netns list; ovs-vsctl list-ports br-int").stdout
+        assert port.netns not in left and port.ovs_port not in left, left
+
+
+def call(alcor: AlcorApiDouble, path: str, doc: dict[str, object]) -> None:
+    request = urllib.request.Request(alcor.url + path, data=json.dumps(doc).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        assert answer.status == 201
