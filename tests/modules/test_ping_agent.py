@@ -39,7 +39,8 @@ def test_the_controller_asks_the_agent_and_the_agent_reports_each_pair(tmp_path:
                                                           {"subnet_id": "s", "ip_address": ip}]}})
         with PingAgent({"n1": "dl-x-srv-1", "n2": "dl-x-srv-2"}, alcor.url, alcor.url, node_run) as agent:
             ping = http_ping(agent.url)
-            a, b = PortRef("a" * 20, "10.9.1.5", "n1", "s", "p"), PortRef("b" * 20, "10.9.1.6", "n2", "s", "p")
+            a = PortRef("a" * 20, "10.9.1.5", "n1", "s", "p")
+            b = PortRef("b" * 20, "10.9.1.6", "n2", "s", "p")
             ok = ping(a, b)
             stray = ping(a, PortRef("c" * 20, "10.9.1.7", "n9", "s", "p"))
             results = list(agent.results)
