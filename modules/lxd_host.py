@@ -447,6 +447,22 @@ def start_daemon(shell: Shell, systemd: bool) -> None:
     shell.run(["lxd", "waitready", "--timeout=60"], timeout=90)
 
 
+def wait_member_online(shell: Shell, member: str, timeout: float = 180) -> None:
+    """A member that restarted (a host back from a reboot) is Offline to the cluster until its
+    heartbeats resume; meanwhile the cluster lists its instances as null and cannot reach them,
+    so the stages after this one would see half a lab."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = lxd_query(shell, f"/1.0/cluster/members/{member}") or {}
+        if state.get("status") == "Online":
+            return
+        if time.monotonic() > deadline:
+            raise ReconcileError(OWNER, [(f"cluster member {member}", f"{state.get('status')} after "
+                                          f"{timeout:.0f} s: {state.get('message', '')}")],
+                                 hint=f"check the host's LXD log ({LXD_LOG}) and the underlay")
+        time.sleep(2)
+
+
 def restart_hung_daemon(shell: Shell, systemd: bool) -> None:
     """Restart a daemon that stopped answering: SIGQUIT first (Go writes every goroutine's stack
     to LXD_LOG.stderr, for the report), then SIGKILL; its state on disk is kept."""
@@ -838,6 +854,8 @@ class LxdHost(Reconciler[Spec, Facts]):
             mount_cgroups(client, action.data["mounts"])
         elif action.verb == "start":
             start_daemon(client, action.data["systemd"])
+            if spec.cluster.enabled and already_clustered(client):
+                wait_member_online(client, spec.host)
         elif action.verb == "bootstrap":
             bootstrap_cluster(client, spec, systemd=action.data.get("systemd", False))
         elif action.verb == "join":

@@ -185,7 +185,8 @@ def error_text(err: Exception) -> str:
 def owned_instances(client: Any, lab: str) -> dict[str, dict[str, Any]]:
     """Every instance labelled with the lab (one request, recursion=1): name -> instance object."""
     items = metadata(client.api.instances.get(params={"recursion": 1})) or []
-    return {i["name"]: i for i in items if i.get("config", {}).get(LAB_KEY) == lab}
+    # a cluster lists the instances of a member it cannot reach (yet) as null
+    return {i["name"]: i for i in items if i and i.get("config", {}).get(LAB_KEY) == lab}
 
 
 def set_state(client: Any, name: str, action: str, force: bool = True, timeout: int = 60) -> None:
