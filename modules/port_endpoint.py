@@ -63,11 +63,11 @@ def attach_script(ep: Endpoint) -> str:
         # the userspace datapath computes no checksums a veth leaves to the "hardware"
         f"ethtool -K {tap} tx off >/dev/null 2>&1 || true",
         f"ip link set {tap} up",
-        f"ip -n {ns} link set lo up",
-        f"ip -n {ns} link set {peer} address {shlex.quote(ep.mac)}",
-        f"ip -n {ns} addr add {shlex.quote(ep.address)} dev {peer}",
-        f"ip netns exec {ns} ethtool -K {peer} tx off >/dev/null 2>&1 || true",
-        f"ip -n {ns} link set {peer} up",
+        f"{_in(ep)} ip link set lo up",
+        f"{_in(ep)} ip link set {peer} address {shlex.quote(ep.mac)}",
+        f"{_in(ep)} ip addr add {shlex.quote(ep.address)} dev {peer}",
+        f"{_in(ep)} ethtool -K {peer} tx off >/dev/null 2>&1 || true",
+        f"{_in(ep)} ip link set {peer} up",
     ]
     return "\n".join(lines)
 
@@ -78,6 +78,15 @@ def detach_script(ep: Endpoint) -> str:
            f"ip link del {tap} 2>/dev/null; true"
 
 
-def ping_script(source: Endpoint, target_ip: str, count: int = 3) -> str:
-    """Ping from the endpoint's namespace; exit 0 when an answer came back."""
-    return f"ip netns exec {shlex.quote(source.netns)} ping -c {count} -W 2 -i 0.3 {shlex.quote(target_ip)}"
+def ping_script(source: Endpoint, target_ip: str, count: int = 3, deadline: int = 15) -> str:
+    """Ping from the endpoint's namespace; exit 0 once `count` answers came back within `deadline`
+    seconds. Not the first `count` echoes: the first frames to a new peer can be lost while ARP
+    resolves, in the namespace and, on OVS's userspace datapath, for the tunnel's underlay
+    (OVS drops the packet that triggers its own ARP request: tnl/neigh)."""
+    return f"{_in(source)} ping -c {count} -w {deadline} -i 0.5 {shlex.quote(target_ip)}"
+
+
+def _in(ep: Endpoint) -> str:
+    """Run in the endpoint's network namespace. Not `ip netns exec` or `ip -n`: they remount /sys,
+    which an unprivileged container may not ("mount of /sys failed: Operation not permitted")."""
+    return f"nsenter --net=/run/netns/{shlex.quote(ep.netns)}"
