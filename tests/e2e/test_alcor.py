@@ -99,7 +99,7 @@ ports_per_subnet: 4
 nodes: {count: 2}
 rate: 20
 concurrency: 4
-steps: {create_vpc: true, create_subnet: true, create_port: true}
+steps: {create_vpc: true, create_subnet: true, create_port: true, bind_port: true, verify_ping: true}
 limits: {max_duration: 10, max_requests: 50}
 """
 
@@ -309,6 +309,9 @@ def test_controller_runs_once_in_its_container_and_reports(deployed: dict[str, A
     assert record["exit"] == 0 and "report.json" in record["files"]
     report = json.loads((reports / "report.json").read_text())
     assert report["totals"]["error_total"] > 0  # the stand-in gateway answers 404 to Alcor's API
+    # verify_ping went through the lab's ping agent (served on the management gateway for the
+    # controller's container); with no port created, every pair was skipped, none faked
+    assert report["verify_ping"] == [] and report["steps"]["verify_ping"]["skipped"] > 0
     gateway = services_of(lab)["api-gateway"]
     assert any(c["method"] == "POST" and c["path"].endswith("/vpcs") for c in calls(gateway))
     client = lxd_client.connect()

@@ -16,7 +16,7 @@ def shell(tmp_path: Path) -> SshShell:
 
 
 def test_commands_ride_on_a_master_and_never_start_one(tmp_path: Path) -> None:
-    command = shell(tmp_path).argv(["true"])
+    command = shell(tmp_path).argv(["cat", "/dev/null"])
     assert "ControlMaster=no" in command and not any("ControlPersist" in o for o in command)
     master = shell(tmp_path).options(master=True)
     assert "ControlMaster=yes" in master and "ControlPersist=60" in master
@@ -34,7 +34,7 @@ def test_the_master_is_started_detached_from_every_pipe(
         return subprocess.CompletedProcess(argv, 255 if "-O" in argv else 0, "", "")
 
     monkeypatch.setattr(subprocess, "run", fake_run)
-    shell(tmp_path).run(["true"])
+    shell(tmp_path).run(["cat", "/dev/null"])
     (check, _), (start, quiet), (command, captured) = seen
     assert "-O" in check and "check" in check
     assert "-f" in start and "-N" in start and "ControlMaster=yes" in start
