@@ -308,7 +308,7 @@ def test_a_bootstrap_that_hangs_restarts_the_daemon_and_tries_once_more() -> Non
     shell = HangingInit()
     bootstrap_cluster(shell, remote_spec("bootstrap"))
     lines = [line for line, _ in shell.commands if not line.startswith("lxc query")]
-    assert lines[0] == "lxd init --preseed" and "kill -QUIT" in lines[1]  # goroutines dumped first
+    assert lines[0] == "lxd init --preseed" and "kill -KILL" in lines[1]
     assert "setsid" in lines[2] and lines[3] == "lxd waitready --timeout=60"
     assert lines[4] == "lxd init --preseed" and "cluster-formed-by" in lines[5]
 
@@ -385,3 +385,24 @@ def test_nested_host_fixes_ids_and_cgroups_before_the_daemon_starts_and_uses_dir
 def test_a_running_nested_daemon_keeps_its_ids() -> None:
     facts = replace(READY, uid_map=CONTAINER_MAP)
     assert verbs(plan_host(spec(), facts)) == []
+
+
+def test_a_join_that_hangs_is_undone_on_both_sides_and_tried_once_more(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modules import lxd_host
+
+    leader = RecordingShell({"lxc query --wait -X GET /1.0/storage-pools/": (0, '{"driver": "dir"}'),
+                             "lxc cluster add": (0, "TOKEN\n")})
+    monkeypatch.setattr(lxd_host, "host_shell", lambda endpoint, user=None: leader)
+    monkeypatch.setattr(lxd_host, "wait_for_leader", lambda shell, spec: None)
+    joiner = HangingInit()
+    lxd_host.join_cluster(joiner, remote_spec("join"))
+    ran = [line for line, _ in joiner.commands if not line.startswith("lxc query")]
+    inits = [i for i, line in enumerate(ran) if line == "lxd init --preseed"]
+    assert len(inits) == 2 and "kill -KILL" in ran[inits[0] + 1]
+    wiped = "sh -c rm -rf --one-file-system /var/lib/lxd/*"
+    assert any(line.startswith(wiped) for line in ran[inits[0] : inits[1]])
+    on_leader = [line for line, _ in leader.commands]
+    assert "lxc cluster remove h2 --force --yes" in on_leader  # the half-made member, if listed
+    assert sum(line == "lxc cluster add h2 --quiet" for line in on_leader) == 2  # a fresh token
