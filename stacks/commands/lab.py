@@ -138,8 +138,7 @@ def require_programs(lab: object) -> None:
     from modules.host_shell import is_local
 
     local = any(is_local({"kind": h.kind}) for h in lab.hosts)  # type: ignore[attr-defined]
-    gaps = [p for p in missing(["host", "tool"]) if local or p.group == "tool"
-            or p.name in CONTROLLER_PROGRAMS]
+    gaps = [p for p in missing(["host", "tool"]) if local or p.name in CONTROLLER_PROGRAMS]
     if gaps:
         lines = "\n".join(f"  {p.name}: Debian package {p.package} ({p.why})" for p in gaps)
         packages = " ".join(sorted({p.package for p in gaps}))
