@@ -100,6 +100,10 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
+    from stacks.cli import QUIET_ENV
+
+    for key, value in QUIET_ENV.items():  # as `distrilab` runs: no jsii/terraform notices
+        os.environ.setdefault(key, value)
     with tempfile.TemporaryDirectory() as tmp:
         os.environ.setdefault("DISTRILAB_SECRETS", str(Path(tmp) / "secrets"))
         runs = [run(1, Path(tmp)), run(3, Path(tmp))]
