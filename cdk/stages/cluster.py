@@ -1,7 +1,7 @@
 """Desired state of the `cluster` stage: LXD running on a host, the shared storage pool, sysctls.
 
 The first host of the lab bootstraps the LXD cluster; every other host joins it (`role`), which
-only matters for multi-host labs (a single local host is a standalone daemon).
+only matters for multi-host labs and remote hosts (a single local host is a standalone daemon).
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ SYSCTLS: dict[str, int] = {
 def build(lab: Lab, host: Host) -> dict[str, Any] | None:
     """The cluster-stage spec for `host` (pure)."""
     first = lab.hosts[0]
-    clustered = len(lab.hosts) > 1
+    # a remote host is always reached through LXD's HTTPS API, which only a cluster member (here
+    # of one) is set up for: its address, the lab's trusted certificate, the pinned server one
+    clustered = len(lab.hosts) > 1 or first.kind != "local"
     return {
         **common(lab, host),
         "endpoint": endpoint(host, lab.name),

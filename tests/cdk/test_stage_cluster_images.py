@@ -60,3 +60,12 @@ def test_a_multi_host_lab_imports_its_images_once_from_the_first_host() -> None:
     cluster = specs("cluster", {**LAB, "hosts": hosts, "topology": topology})
     assert [(s["host"], s["cluster"]["role"]) for s in cluster] == [
         ("h1", "bootstrap"), ("h2", "join"), ("h3", "join")]
+
+
+def test_a_single_remote_host_is_a_cluster_of_one() -> None:
+    # reached over LXD's HTTPS API like every remote host: its address, the lab's trust and the
+    # pinned certificate come from the bootstrap (one ssh host alone was left standalone, and
+    # the images stage found nothing listening on 8443)
+    remote = {**LAB, "hosts": [{"name": "h1", "kind": "ssh", "address": "192.0.2.21"}]}
+    (spec,) = specs("cluster", remote)
+    assert spec["cluster"]["enabled"] is True and spec["cluster"]["role"] == "bootstrap"
