@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import pytest
@@ -138,10 +139,14 @@ def test_plan_counts_and_dependencies(tmp_path: Path) -> None:
     assert register["host_dvr_mac"] == "fe:16:11:00:00:00" and register["server_port"] == 50001
     # every port is named as Alcor and ACA name its device: "tap" + id, 14 characters
     # (a Linux interface name holds 15; the old "port-t-p-v-s-n" passed it from index 100 on)
+    names = set()
     for op in ops:
         if op.step == "create_port":
             port = json.loads(op.call().body)["port"]
             assert port["name"] == ("tap" + port["id"])[:14] and len(port["name"]) == 14
+            assert str(uuid.UUID(port["id"])) == port["id"]  # UUID-shaped
+            names.add(port["name"])
+    assert len(names) == 96  # one device name per port (ids differ in their first 11 characters)
 
 
 def test_round_trip_and_lab_nodes() -> None:
