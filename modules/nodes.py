@@ -507,8 +507,24 @@ def _mark_bridge(bridge: str, lab: str) -> None:
                    check=False, capture_output=True)
 
 
+#: seconds before a failed start is tried once more
+START_RETRY_DELAY = 3.0
+
+
 def start_and_verify(client: Any, name: str, status: str | None = "Stopped") -> None:
-    rest.set_state(client, name, "unfreeze" if status == "Frozen" else "start")
+    action = "unfreeze" if status == "Frozen" else "start"
+    try:
+        rest.set_state(client, name, action)
+    except rest.LxdCallError as first:
+        # seen on a nested host just back from a restart (its LXD rejoining the cluster): 2 of 6
+        # containers failed "lxd forkstart ... exit status 1" and started fine a moment later;
+        # a start that fails twice is reported with the first error
+        time.sleep(START_RETRY_DELAY)
+        if rest.status(client, name) != "Running":
+            try:
+                rest.set_state(client, name, action)
+            except rest.LxdCallError:
+                raise first from None
     now = rest.status(client, name)
     if now != "Running":
         raise rest.LxdCallError(f"{name} is {now} right after start; see 'lxc info --show-log {name}'")

@@ -113,3 +113,28 @@ def test_failed_template_skips_node_creation(fake: FakeLxd, spec_data: dict[str,
     assert all(fake.instances[n]["status"] == "Stopped" for n in fake.instances if "--tpl-" in n)
     assert not [n for n in fake.instances if "--tpl-" not in n]  # no node was created
     assert sum("skipped" in err for _, err in failures) == len(spec.nodes)
+
+
+def test_a_start_that_fails_once_is_tried_again_and_twice_is_an_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modules import lxd_rest, nodes
+
+    monkeypatch.setattr(nodes, "START_RETRY_DELAY", 0)
+    tries: list[str] = []
+    fail_times = {"n": 1}
+
+    def set_state(client: object, name: str, action: str) -> None:
+        tries.append(action)
+        if len(tries) <= fail_times["n"]:
+            raise lxd_rest.LxdCallError(f"Failed to run: /usr/bin/lxd forkstart {name} (try {len(tries)})")
+
+    monkeypatch.setattr(lxd_rest, "set_state", set_state)
+    monkeypatch.setattr(lxd_rest, "status", lambda client, name: "Running" if len(tries) > fail_times["n"]
+                        else "Stopped")
+    nodes.start_and_verify(None, "dl-x-srv-1")
+    assert tries == ["start", "start"]
+    tries.clear()
+    fail_times["n"] = 2
+    with pytest.raises(lxd_rest.LxdCallError, match=r"forkstart dl-x-srv-1 \(try 1\)"):
+        nodes.start_and_verify(None, "dl-x-srv-1")
