@@ -37,6 +37,9 @@ OWNER = "nodes"
 NODE_KEY = "user.distrilab.node"
 IMAGE_KEY = "user.distrilab.image"
 TEMPLATE_KEY = "user.distrilab.template"
+#: set once a template is complete: one without it was interrupted (its host went away while the
+#: image unpacked) and its copies fail ("Failed to handle idmapped storage: ... rootfs")
+TEMPLATE_READY_KEY = "user.distrilab.template-ready"
 
 # execution phases: network first, templates, deletes (free memory), then creates, cleanup last
 PHASE_NETWORK, PHASE_TEMPLATE, PHASE_DELETE, PHASE_NODE = 0, 1, 2, 3
@@ -320,7 +323,8 @@ def instance_config(spec: Spec, node: NodeSpec, fingerprint: str, owner: str = O
         rest.OWNER_KEY: owner,
         NODE_KEY: node.name,
         IMAGE_KEY: fingerprint,
-        TEMPLATE_KEY: "",  # copies inherit the template's config: this one must not carry over
+        TEMPLATE_KEY: "",  # copies inherit the template's config: these must not carry over
+        TEMPLATE_READY_KEY: "",
         "security.privileged": "true" if spec.privileged else "false",
     }
     if node.cpu:
@@ -418,6 +422,8 @@ def _plan_network(spec: Spec, network: dict[str, Any] | None) -> list[Action]:
 
 
 def _template_drift(spec: Spec, have: dict[str, Any], fingerprint: str | None) -> str | None:
+    if have["config"].get(TEMPLATE_READY_KEY) != "true":
+        return "unfinished: its creation was interrupted"
     if have["config"].get(IMAGE_KEY) != fingerprint:
         return f"drift: image {str(have['config'].get(IMAGE_KEY))[:12]}->{str(fingerprint)[:12]}"
     if have["config"].get("security.privileged", "false") != ("true" if spec.privileged else "false"):
@@ -492,6 +498,8 @@ def create_template(
         # LXD shifts the rootfs to the container's id range on first start; copies inherit it
         rest.set_state(client, name, "start")
         rest.set_state(client, name, "stop", force=True)
+    ready = {"config": {TEMPLATE_READY_KEY: "true"}}
+    rest.wait_operation(client, client.api.instances[name].patch(json=ready))
 
 
 def _target(spec: Spec) -> dict[str, str]:

@@ -138,3 +138,16 @@ def test_a_start_that_fails_once_is_tried_again_and_twice_is_an_error(
     fail_times["n"] = 2
     with pytest.raises(lxd_rest.LxdCallError, match=r"forkstart dl-x-srv-1 \(try 1\)"):
         nodes.start_and_verify(None, "dl-x-srv-1")
+
+
+def test_a_template_whose_creation_was_interrupted_is_made_again() -> None:
+    # its host went away while the image unpacked: copies of it failed ("Failed to handle idmapped
+    # storage: ... rootfs") until it was recreated
+    from modules import nodes
+
+    spec = nodes.Spec(lab="t", host="h1", max_workers=1, pool="p", privileged=False, network="n",
+                      gateway="10.0.0.1/24", nodes=())
+    done = {"config": {nodes.IMAGE_KEY: "abc", nodes.TEMPLATE_READY_KEY: "true"}}
+    assert nodes._template_drift(spec, done, "abc") is None
+    interrupted = {"config": {nodes.IMAGE_KEY: "abc"}}
+    assert nodes._template_drift(spec, interrupted, "abc") == "unfinished: its creation was interrupted"
