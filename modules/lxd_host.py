@@ -649,9 +649,15 @@ def leave_cluster(shell: Shell, spec: Spec) -> None:
 
 
 def stop_and_wipe(shell: Shell, spec: Spec) -> None:
-    """Stop the daemon and drop everything it kept (database, certificates, pool, instance dirs):
-    it starts afresh next time, as before the lab clustered it. The lxd package stays."""
+    """Stop the daemon and drop everything it kept: it starts afresh next time, as before the
+    lab clustered it. The lxd package stays."""
     shell.run(["sh", "-c", "lxd shutdown --timeout=60 || true"], timeout=120)
+    wipe_state(shell, spec)
+
+
+def wipe_state(shell: Shell, spec: Spec) -> None:
+    """Everything a stopped daemon kept (database, certificates, pool, instance dirs) and the
+    lab's claim on it."""
     shell.run(["sh", "-c", f"rm -rf --one-file-system {LXD_STATE}/* {CLUSTER_MARKER}"])
     if spec.pool:
         shell.run(["rm", "-rf", "--one-file-system", dir_source(spec.pool.name)], check=False)
@@ -744,7 +750,7 @@ def join_cluster(shell: Shell, spec: Spec, systemd: bool = False) -> None:
                   "clearing its LXD state and joining again")
             leader.run(["lxc", "cluster", "remove", spec.host, "--force", "--yes"], check=False)
             kill_daemon(shell, systemd)
-            shell.run(["sh", "-c", f"rm -rf --one-file-system {LXD_STATE}/*"])
+            wipe_state(shell, spec)
             start_daemon(shell, systemd)
     mark_formed(shell, spec.lab)
 
