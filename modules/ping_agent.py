@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import json
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from modules.alcor import AlcorCallError, http
 from modules.port_endpoint import Endpoint, attach_script, detach_script, ping_script
 
 #: runs a shell script in a node's container: (instance, script) -> (exit code, output)
@@ -121,13 +120,13 @@ class PingAgent:
     @staticmethod
     def _get(url: str, key: str) -> dict[str, Any]:
         try:
-            with urllib.request.urlopen(url, timeout=30) as answer:
-                doc = json.loads(answer.read())
-        except (urllib.error.URLError, ValueError) as err:
+            status, text = http("GET", url, timeout=30)
+            doc = json.loads(text)
+        except (AlcorCallError, ValueError) as err:
             raise AgentError(f"GET {url}: {err}") from None
         value = doc.get(key) if isinstance(doc, dict) else None
         if not isinstance(value, dict):
-            raise AgentError(f"GET {url}: no {key!r} in the answer")
+            raise AgentError(f"GET {url}: {status}, no {key!r} in the answer")
         return value
 
 

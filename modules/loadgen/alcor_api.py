@@ -101,7 +101,8 @@ def create_segment_table() -> ApiCall:
 
 #: the data-plane manager's own host DVR MAC (data_plane_manager ResourceService.HOST_DVR_MAC)
 HOST_DVR_MAC = "fe:16:11:00:00:00"
-#: ACA's gRPC server port (alcor-control-agent src/aca_main.cpp, -s default)
+#: ACA's gRPC server port (alcor-control-agent src/aca_main.cpp, -s default; the node manager's
+#: NodeManagerConstant.GRPC_SERVER_PORT)
 ACA_GRPC_PORT = 50001
 
 

@@ -21,9 +21,7 @@ attaches them itself and reports the same pings.
 from __future__ import annotations
 
 import ipaddress
-import json
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -37,6 +35,7 @@ from modules.ping_agent import PingAgent
 from modules.port_endpoint import Endpoint, attach_script, ping_script
 from tests.doubles.alcor_api import AlcorApiDouble
 from tests.e2e.conftest import lab_leftovers
+from tests.loadgen.test_double import post
 
 pytestmark = pytest.mark.e2e
 
@@ -139,12 +138,12 @@ def check_the_ping_agent(client: object, instances: list[str]) -> None:
         return result.returncode, result.stdout + result.stderr
 
     with AlcorApiDouble() as alcor:
-        call(alcor, "/project/p1/vpcs", {"network": {"id": "v1", "cidr": "192.168.0.0/16"}})
-        call(alcor, "/project/p1/subnets",
+        post(alcor, "/project/p1/vpcs", {"network": {"id": "v1", "cidr": "192.168.0.0/16"}})
+        post(alcor, "/project/p1/subnets",
              {"subnet": {"id": "s1", "network_id": "v1", "cidr": "192.168.50.0/24", "ip_version": 4}})
         refs = []
         for port, node in zip(PORTS, SERVERS, strict=True):
-            call(alcor, "/project/p1/ports", {"port": {
+            post(alcor, "/project/p1/ports", {"port": {
                 "id": port.port_id, "network_id": "v1", "mac_address": port.mac,
                 "fixed_ips": [{"subnet_id": "s1", "ip_address": port.ip}]}})
             refs.append({"port_id": port.port_id, "ip": port.ip, "node": node, "subnet_id": "s1",
@@ -159,9 +158,3 @@ def check_the_ping_agent(client: object, instances: list[str]) -> None:
         left = rest.sh(client, instance, "ip netns list; ovs-vsctl list-ports br-int").stdout
         assert port.netns not in left and port.ovs_port not in left, left
 
-
-def call(alcor: AlcorApiDouble, path: str, doc: dict[str, object]) -> None:
-    request = urllib.request.Request(alcor.url + path, data=json.dumps(doc).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        assert answer.status == 201

@@ -23,6 +23,12 @@ def call(alcor: AlcorApiDouble, method: str, path: str, doc: Any = None) -> tupl
         return err.code, json.loads(err.read())
 
 
+def post(alcor: AlcorApiDouble, path: str, doc: Any) -> None:
+    """Create something in the double; it must answer 201."""
+    status, answer = call(alcor, "POST", path, doc)
+    assert status == 201, answer
+
+
 def test_create_chain_and_state(alcor: AlcorApiDouble) -> None:
     assert call(alcor, "POST", "/segments/createDefaultTable") == (200, None)
     status, doc = call(alcor, "POST", "/project/p1/vpcs", {"network": {"id": "v1", "cidr": "10.0.0.0/16"}})

@@ -5,7 +5,6 @@ and keeps the outcome per pair (the real attach and ping on ACA nodes: tests/e2e
 from __future__ import annotations
 
 import json
-import urllib.request
 from pathlib import Path
 
 from modules.controller import add_ping_results, verifies_ping
@@ -13,12 +12,7 @@ from modules.loadgen.__main__ import http_ping
 from modules.loadgen.plan import PortRef
 from modules.ping_agent import PingAgent
 from tests.doubles.alcor_api import AlcorApiDouble
-
-
-def post(alcor: AlcorApiDouble, path: str, doc: dict[str, object]) -> None:
-    request = urllib.request.Request(alcor.url + path, data=json.dumps(doc).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
-    urllib.request.urlopen(request, timeout=5).close()
+from tests.loadgen.test_double import post
 
 
 def test_the_controller_asks_the_agent_and_the_agent_reports_each_pair(tmp_path: Path) -> None:
