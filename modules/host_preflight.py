@@ -14,10 +14,7 @@ problem (host, what is wrong, what to do) before terraform starts:
 
 from __future__ import annotations
 
-import fcntl
-import os
 import subprocess
-import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -26,6 +23,7 @@ from pathlib import Path
 from cdk.errors import DistrilabError
 from cdk.model import Host, Lab
 from modules import lab_secrets
+from modules.file_lock import locked, replace_text
 from modules.host_shell import SshShell, shell_for
 
 #: host memory one node costs, measured on this machine (DESIGN: ~15-17 MB per idle node, its
@@ -72,24 +70,15 @@ def recorded(known_hosts: Path, address: str) -> list[str]:
     return [line for line in known_hosts.read_text().splitlines() if line.split(" ", 1)[0] == address]
 
 
-#: pre-flight checks every host in its own thread, and each records its keys in the one file
-_KEYS_LOCK = threading.Lock()
-
-
 def write_keys(known_hosts: Path, address: str, lines: Sequence[str]) -> None:
     """Replace `address`'s lines, keeping every other host's.
 
-    Read-modify-write under a lock (threads here, and a file lock for another distrilab on the
-    same lab): unlocked, hosts checked at once overwrote each other's keys and their logins
-    failed "Host key verification failed". The new file replaces the old in one rename, so an ssh
-    reading it meanwhile sees the old or the new, never half."""
-    with _KEYS_LOCK, open(f"{known_hosts}.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    Read-modify-write under a lock (pre-flight checks hosts in threads, and another distrilab
+    may check the same lab): unlocked, hosts checked at once overwrote each other's keys and
+    their logins failed "Host key verification failed"."""
+    with locked(known_hosts):
         kept = [line for line in known_hosts.read_text().splitlines() if line.split(" ", 1)[0] != address]
-        fresh = known_hosts.with_name(f".{known_hosts.name}.{os.getpid()}.tmp")
-        fresh.write_text("".join(f"{line}\n" for line in [*kept, *lines]))
-        fresh.chmod(0o600)
-        fresh.replace(known_hosts)
+        replace_text(known_hosts, "".join(f"{line}\n" for line in [*kept, *lines]))
 
 
 def check_host_key(

@@ -18,6 +18,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from modules.file_lock import locked
+
 KEY_NAME = "id_ed25519"
 
 
@@ -38,12 +40,18 @@ def ssh_key(lab: str, given: str | None = None) -> Path:
     if given:
         return Path(given)
     key = lab_dir(lab) / KEY_NAME
-    if not key.is_file():
-        subprocess.run(
-            ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"distrilab lab {lab}", "-f", str(key)],
-            check=True, capture_output=True,
-        )
-    key.chmod(0o600)
+    if key.is_file():
+        return key
+    with locked(key):  # stages of several hosts may ask first at once; one makes the key
+        if not key.is_file():
+            new = key.with_name(f".{KEY_NAME}.tmp")
+            new.unlink(missing_ok=True)
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"distrilab lab {lab}", "-f", str(new)],
+                check=True, capture_output=True,
+            )
+            Path(f"{new}.pub").replace(f"{key}.pub")
+            new.replace(key)  # last: the private key's presence means the pair is whole
     return key
 
 

@@ -27,6 +27,7 @@ from pylxd.exceptions import ClientConnectionFailed, LXDAPIException
 
 from cdk.errors import DistrilabError
 from cdk.model import Host
+from modules.file_lock import locked
 from modules.host_shell import is_local
 
 log = logging.getLogger(__name__)
@@ -148,35 +149,46 @@ def connect(host: Host | Mapping[str, Any] | None = None, timeout: float | None 
 
 
 def ensure_client_cert(directory: Path) -> tuple[Path, Path]:
-    """Create distrilab's client certificate pair once (openssl, EC P-384, 10 years); idempotent."""
+    """Create distrilab's client certificate pair once (openssl, EC P-384, 10 years); idempotent.
+
+    Every host's stages ask for it at once on a lab's first apply (one process each): unlocked,
+    two openssl runs wrote the same files and left one's key beside the other's certificate
+    ("KEY_VALUES_MISMATCH"). One process creates the pair, in temporaries renamed key first, so
+    the certificate's presence means the pair is whole."""
     crt, key = directory / "client.crt", directory / "client.key"
     if crt.is_file() and key.is_file():
         return crt, key
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:secp384r1",
-            "-sha384",
-            "-nodes",
-            "-days",
-            "3650",
-            "-subj",
-            "/CN=distrilab",
-            "-keyout",
-            str(key),
-            "-out",
-            str(crt),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    key.chmod(0o600)
+    with locked(crt):
+        if crt.is_file() and key.is_file():
+            return crt, key
+        new_key, new_crt = key.with_name(f".{key.name}.tmp"), crt.with_name(f".{crt.name}.tmp")
+        subprocess.run(
+            [
+                "openssl",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:secp384r1",
+                "-sha384",
+                "-nodes",
+                "-days",
+                "3650",
+                "-subj",
+                "/CN=distrilab",
+                "-keyout",
+                str(new_key),
+                "-out",
+                str(new_crt),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        new_key.chmod(0o600)
+        new_key.replace(key)
+        new_crt.replace(crt)
     log.info("created LXD client certificate %s", crt)
     return crt, key
 

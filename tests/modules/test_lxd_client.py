@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import ssl
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -47,6 +50,17 @@ def test_client_certificate_is_made_once(tmp_path: Path) -> None:
     first = crt.read_bytes()
     assert b"BEGIN CERTIFICATE" in first and oct(key.stat().st_mode & 0o777) == "0o600"
     assert ensure_client_cert(tmp_path / "certs")[0].read_bytes() == first
+
+
+def test_hosts_asking_for_the_certificate_at_once_get_one_matching_pair(tmp_path: Path) -> None:
+    # every host's stage is its own process on a lab's first apply; unlocked, two openssl runs left
+    # one's key beside the other's certificate and TLS failed "KEY_VALUES_MISMATCH" (CI)
+    certs = tmp_path / "certs"
+    with ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pairs = set(pool.map(ensure_client_cert, [certs] * 16))
+    assert pairs == {(certs / "client.crt", certs / "client.key")}
+    ssl.create_default_context().load_cert_chain(certs / "client.crt", certs / "client.key")
+    assert sorted(p.name for p in certs.iterdir()) == ["client.crt", "client.crt.lock", "client.key"]
 
 
 def test_missing_socket_says_how_to_start_lxd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
