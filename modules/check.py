@@ -2,7 +2,9 @@
 
 Reads only (plus short-lived ping/iperf3 processes inside the lab's own servers). Three checks:
 - `rstp`: every switch agrees on one RSTP root and no port is still learning (waits, bounded);
-- `ping`: every server pings every other server's fabric address, in parallel, with a deadline;
+- `ping`: servers ping each other's fabric address: a sample that covers every rack pair, pod
+  pair and server (modules/reach_pairs.py), or every pair with `--full`; bounded per host, and
+  what fails is tried again after a back-off before it counts as unreachable;
 - `tcp`: a 10 MB iperf3 transfer between two servers of different racks (different pods when
   the topology has pods).
 `python -m modules.check LAB_FILE [--json]` prints JSON; `distrilab check` renders the table.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +25,7 @@ from typing import Any
 from cdk.model import Lab, Node
 from cdk.stages.nodes import endpoint
 from modules import lxd_rest as rest
+from modules import reach_pairs
 from modules.node_shell import NodeShell
 
 Progress = Callable[[str], None]
@@ -34,6 +38,7 @@ class CheckResult:
     summary: str
     seconds: float
     details: list[str] = field(default_factory=list)  # what failed, one line each
+    data: dict[str, Any] = field(default_factory=dict)  # machine-readable detail for --json
 
 
 @dataclass
@@ -70,14 +75,15 @@ class Lxd:
 
 def run_checks(
     lab: Lab, rstp_timeout: float = 60.0, ping_deadline: int = 10, progress: Progress | None = None,
-    lxd: Lxd | None = None,
+    lxd: Lxd | None = None, full: bool = False,
 ) -> Report:
-    """Run every check in order; never raises for a failing lab (the report says what failed)."""
+    """Run every check in order; never raises for a failing lab (the report says what failed).
+    `full` pings every ordered server pair instead of the sample that covers every rack pair."""
     lxd = lxd or Lxd(lab, lab.lxd.max_workers)
     say = progress or (lambda _text: None)
     checks = []
     for name, fn in (("rstp", lambda: check_rstp(lab, lxd, rstp_timeout)),
-                     ("ping", lambda: check_ping(lab, lxd, ping_deadline)),
+                     ("ping", lambda: check_ping(lab, lxd, ping_deadline, full, lab.lxd.max_workers)),
                      ("tcp", lambda: check_tcp(lab, lxd))):
         say(f"checking {name}")
         started = time.monotonic()
@@ -161,7 +167,7 @@ def _servers(lab: Lab) -> list[tuple[Node, str]]:
     return [(n, first[n.name]) for n in lab.topology.nodes if n.kind == "server" and n.name in first]
 
 
-def ping_script(targets: list[str], deadline: int, parallel: int = 16) -> str:
+def ping_script(targets: list[str], deadline: int, parallel: int = 4) -> str:
     """Ping every target once (waiting up to `deadline` s for a reply), `parallel` at a time."""
     lines = "\n".join(targets)
     return (
@@ -170,23 +176,82 @@ def ping_script(targets: list[str], deadline: int, parallel: int = 16) -> str:
     )
 
 
-def check_ping(lab: Lab, lxd: Lxd, deadline: int) -> CheckResult:
+#: seconds to wait before each new try of the pairs still failing: a ping lost to a moment of
+#: load (a busy switch, ARP under a burst) answers a second later; a broken path never does
+RETRY_BACKOFF = (1.0, 2.0, 4.0)
+
+
+def check_ping(lab: Lab, lxd: Lxd, deadline: int, full: bool = False, per_host: int = 8) -> CheckResult:
+    """Ping the sampled server pairs (modules/reach_pairs.py; all ordered pairs with `full`),
+    at most `per_host` sources at a time on each host, and try what failed again after each
+    back-off: a pair counts as unreachable only when every try failed."""
     servers = _servers(lab)
     if len(servers) < 2:
         return CheckResult("ping", True, "fewer than 2 servers", 0.0)
-    names = {ip: node.name for node, ip in servers}
+    nodes = [node for node, _ in servers]
+    pairs = reach_pairs.all_pairs(nodes) if full else reach_pairs.sampled_pairs(nodes)
+    address = {node.name: ip for node, ip in servers}
+    failing = ping_pairs(lab, lxd, pairs, address, deadline, per_host)
+    first_failures = failing
+    for delay in RETRY_BACKOFF:
+        if not failing:
+            break
+        time.sleep(delay)
+        # the retries run one ping at a time per source: they must not make the load that lost them
+        failing = ping_pairs(lab, lxd, failing, address, deadline, per_host, parallel=1)
+    answered = [p for p in first_failures if p not in set(failing)]
+    cover = reach_pairs.coverage(nodes, pairs)
+    mode = "all pairs" if full else (f"sampled: {cover.rack_pairs} rack pairs, {cover.pod_pairs} pod pairs, "
+                                     f"{cover.servers} servers")
+    summary = f"{len(pairs) - len(failing)}/{len(pairs)} server pairs reachable ({mode})"
+    if answered:
+        summary += f"; {len(answered)} lost under load, answered on retry"
+    details = ([f"unreachable: {a} -> {b}" for a, b in failing]
+               + [f"answered on retry: {a} -> {b}" for a, b in answered])
+    data = {
+        "mode": "full" if full else "sampled",
+        "tried": len(pairs),
+        # every pair is listed for the sample; --full says "all ordered pairs" instead of n² lines
+        "pairs": "all ordered pairs of servers" if full else [list(p) for p in pairs],
+        "coverage": asdict(cover),
+        "tries": 1 + len(RETRY_BACKOFF),
+        "answered_on_retry": [list(p) for p in answered],
+        "unreachable": [list(p) for p in failing],
+    }
+    return CheckResult("ping", not failing, summary, 0.0, details[:50], data)
 
-    def from_server(item: tuple[Node, str]) -> list[str]:
-        node, own = item
-        targets = [ip for _, ip in servers if ip != own]
-        out = lxd.sh(node, ping_script(targets, deadline), timeout=deadline * len(targets) + 60).stdout
+
+def ping_pairs(lab: Lab, lxd: Lxd, pairs: list[reach_pairs.Pair], address: dict[str, str], deadline: int,
+               per_host: int, parallel: int = 4) -> list[reach_pairs.Pair]:
+    """The pairs whose ping got no reply: one exec per source server, `per_host` at a time per host."""
+    by_source: dict[str, list[str]] = {}
+    for source, target in pairs:
+        by_source.setdefault(source, []).append(target)
+    nodes = {n.name: n for n in lab.topology.nodes}
+
+    def from_source(source: str) -> list[reach_pairs.Pair]:
+        targets = by_source[source]
+        script = ping_script([address[t] for t in targets], deadline, parallel)
+        out = lxd.sh(nodes[source], script, timeout=deadline * len(targets) + 60).stdout
         ok = {line.split()[1] for line in out.splitlines() if line.startswith("ok ")}
-        return [f"{node.name} -> {names[ip]} ({ip})" for ip in targets if ip not in ok]
+        return [(source, t) for t in targets if address[t] not in ok]
 
-    failed = [line for lines in _pool(lab, servers, from_server) for line in lines]
-    pairs = len(servers) * (len(servers) - 1)
-    summary = f"{pairs - len(failed)}/{pairs} server pairs reachable"
-    return CheckResult("ping", not failed, summary, 0.0, failed[:50])
+    results = _per_host_pool(lab, list(by_source), from_source, per_host)
+    return sorted(pair for failed in results for pair in failed)
+
+
+def _per_host_pool(lab: Lab, sources: list[str], fn: Callable[[str], Any], per_host: int) -> list[Any]:
+    """fn over `sources` with at most `per_host` running at once on each host (the pings load the
+    host whose switches forward them; one host's share must not starve another's)."""
+    hosts = {lab.placement.assignment[s] for s in sources}
+    gates = {h: threading.BoundedSemaphore(per_host) for h in hosts}
+
+    def gated(source: str) -> Any:
+        with gates[lab.placement.assignment[source]]:
+            return fn(source)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(sources), per_host * len(hosts)))) as pool:
+        return list(pool.map(gated, sources))
 
 
 # ------------------------------------------------------------------ tcp
@@ -246,8 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modules.check", description=__doc__)
     parser.add_argument("lab", help="lab file")
     parser.add_argument("--rstp-timeout", type=float, default=60.0)
+    parser.add_argument("--full", action="store_true", help="ping every pair of servers")
     args = parser.parse_args(argv)
-    report = run_checks(load_lab(args.lab), rstp_timeout=args.rstp_timeout,
+    report = run_checks(load_lab(args.lab), rstp_timeout=args.rstp_timeout, full=args.full,
                         progress=lambda text: print(f"[check] {text}", file=sys.stderr, flush=True))
     print(json.dumps(report.to_dict(), indent=2))
     return 0 if report.ok else 1

@@ -27,6 +27,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="how long to wait for RSTP to converge (default 60)")
     p.add_argument("--ping-deadline", type=int, default=10, metavar="S",
                    help="how long each ping waits for its reply (default 10)")
+    p.add_argument("--full", action="store_true",
+                   help="ping every ordered pair of servers (n²; small labs) instead of a sample that "
+                        "covers every rack pair, pod pair and server")
     p.set_defaults(func=check)
 
 
@@ -46,11 +49,12 @@ def check(args: argparse.Namespace) -> int:
 
     lab = load(args.lab)
     if args.json:
-        report = run_checks(lab, rstp_timeout=args.rstp_timeout, ping_deadline=args.ping_deadline)
+        report = run_checks(lab, rstp_timeout=args.rstp_timeout, ping_deadline=args.ping_deadline,
+                            full=args.full)
         print(json.dumps(report.to_dict(), indent=2))
     else:
         with console.status("checking ...") as status:
             report = run_checks(lab, rstp_timeout=args.rstp_timeout, ping_deadline=args.ping_deadline,
-                                progress=lambda text: status.update(text))
+                                progress=lambda text: status.update(text), full=args.full)
         Console().print(render(report))
     return 0 if report.ok else 1

@@ -20,4 +20,5 @@ def test_stages_asking_at_once_share_one_whole_key(tmp_path: Path, monkeypatch: 
     assert keys == {key} and oct(key.stat().st_mode & 0o777) == "0o600"
     derived = subprocess.run(["ssh-keygen", "-y", "-f", str(key)], capture_output=True, text=True, check=True)
     assert derived.stdout.split()[:2] == Path(f"{key}.pub").read_text().split()[:2]
-    assert lab_secrets.ssh_key("lab-a") == key and lab_secrets.ssh_key("lab-a", "/given/key") == Path("/given/key")
+    assert lab_secrets.ssh_key("lab-a") == key
+    assert lab_secrets.ssh_key("lab-a", "/given/key") == Path("/given/key")
