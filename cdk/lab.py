@@ -44,7 +44,7 @@ from jsonschema import Draft202012Validator, ValidationError
 
 from cdk.aws import check_aws_hosts
 from cdk.errors import LabFileError, Problem
-from cdk.model import SERVER_ROLES, SWITCH_ROLES, Host, Limits, LxdSettings
+from cdk.model import SERVER_ROLES, SWITCH_ROLES, FabricSettings, Host, Limits, LxdSettings
 from cdk.topology import GENERATORS  # each kind's parameter schema is part of the lab schema
 
 #: the image recipes shipped with distrilab (images/recipes/<name>.yaml)
@@ -353,6 +353,15 @@ def lab_schema(topology_schema: Mapping[str, Any] | None, kinds: Iterable[str]) 
                         },
                     }
                 ),
+                "fabric": _obj(
+                    {
+                        "bridge": {
+                            "enum": ["ovs", "linux"],
+                            "x-hint": "linux: kernel bridges with STP, for large labs on hosts without "
+                                      "the openvswitch module (userspace OVS switches cost CPU at idle)",
+                        }
+                    }
+                ),
                 "alcor": {
                     "anyOf": [{"type": "null"}, {"const": "default"}, {"type": "object"}],
                     "x-expected": "null, 'default' or a mapping of Alcor settings",
@@ -445,6 +454,7 @@ class LabSpec:
     lxd: LxdSettings
     alcor: dict[str, Any] | None
     controller: dict[str, Any] | None
+    fabric: FabricSettings = field(default_factory=FabricSettings)
 
 
 def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
@@ -474,7 +484,10 @@ def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
     if valid("hosts"):
         for path, message, value, hint in check_aws_hosts(data.get("hosts", []), pools):
             problems.add(path, message, value, hint)
-    images = {**DEFAULT_IMAGES, **data.get("images", {})} if valid("images") else {}
+    fabric = FabricSettings(**data.get("fabric", {})) if valid("fabric") else FabricSettings()
+    # Linux-bridge switches need no Open vSwitch: the server image has iproute2's bridge tools
+    defaults = {**DEFAULT_IMAGES, "switch": "server"} if fabric.bridge == "linux" else DEFAULT_IMAGES
+    images = {**defaults, **data.get("images", {})} if valid("images") else {}
     _check_recipes(images, recipes_dir or RECIPES_DIR, problems)
     placement_file = _check_placement(data, source, problems) if valid("placement") else None
     problems.raise_if_any()  # every check above passed, so the types below are as the schema says
@@ -504,6 +517,7 @@ def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
         lxd=LxdSettings(**lxd),
         alcor={} if alcor == "default" else alcor,  # "default": Alcor with every setting at its default
         controller=data.get("controller"),
+        fabric=fabric,
     )
 
 

@@ -150,6 +150,14 @@ class LxdSettings:
 
 
 @dataclass(frozen=True)
+class FabricSettings:
+    #: how switches forward in the L2 fabric: Open vSwitch with RSTP (the kernel datapath where the
+    #: host has the openvswitch module, else userspace netdev, ~2% of a core per idle switch), or a
+    #: Linux bridge with the kernel's STP (forwarding in the kernel: no CPU at idle; labs of 1000)
+    bridge: Literal["ovs", "linux"] = "ovs"
+
+
+@dataclass(frozen=True)
 class Lab:
     """A fully expanded, addressed and placed lab: the input of every stack and stage."""
 
@@ -165,6 +173,7 @@ class Lab:
     alcor: dict[str, Any] | None = None  # filled by the Alcor issue
     controller: dict[str, Any] | None = None  # filled by the controller issue
     image_options: dict[str, Any] = field(default_factory=dict)  # mirror, aca_source, ...
+    fabric: FabricSettings = field(default_factory=FabricSettings)
 
     def instance_name(self, node: str) -> str:
         return instance_name(self.name, node)

@@ -107,6 +107,7 @@ def run_pipeline(
         alcor=spec.alcor,
         controller=spec.controller,
         image_options=spec.image_options,
+        fabric=spec.fabric,
     )
     check_services(lab)  # the alcor deployment file and the controller scenario, before anything runs
     return lab

@@ -1,7 +1,8 @@
 """End-to-end health check of a deployed lab: RSTP converged, all servers reach each other, TCP flows.
 
 Reads only (plus short-lived ping/iperf3 processes inside the lab's own servers). Three checks:
-- `rstp`: every switch agrees on one RSTP root and no port is still learning (waits, bounded);
+- `rstp` (`stp` with Linux-bridge switches): every switch agrees on one root and no port is still
+  learning (waits, bounded);
 - `ping`: servers ping each other's fabric address: a sample that covers every rack pair, pod
   pair and server (modules/reach_pairs.py), or every pair with `--full`; bounded per host, and
   what fails is tried again after a back-off before it counts as unreachable;
@@ -82,7 +83,8 @@ def run_checks(
     lxd = lxd or Lxd(lab, lab.lxd.max_workers)
     say = progress or (lambda _text: None)
     checks = []
-    for name, fn in (("rstp", lambda: check_rstp(lab, lxd, rstp_timeout)),
+    stp = "stp" if lab.fabric.bridge == "linux" else "rstp"
+    for name, fn in ((stp, lambda: check_rstp(lab, lxd, rstp_timeout)),
                      ("ping", lambda: check_ping(lab, lxd, ping_deadline, full, lab.lxd.max_workers)),
                      ("tcp", lambda: check_tcp(lab, lxd))):
         say(f"checking {name}")
@@ -134,25 +136,49 @@ def port_settled(role: str, state: str) -> bool:
     return state in ("Discarding", "Disabled")
 
 
+#: Linux bridges (`fabric: {bridge: linux}`): the kernel STP's root and each port's state
+_STP_STATE = "cat /sys/class/net/br0/bridge/root_id; bridge -j link show"
+
+
+def linux_stp_state(raw: str) -> tuple[str | None, dict[str, tuple[str, str]]]:
+    """Pure: the output of `_STP_STATE` -> (root id, {port: ("", state)}) for br0's ports.
+    802.1D shows no port roles: a port is settled when it forwards or blocks."""
+    first, _, rest_text = raw.partition("\n")
+    root = first.strip() or None
+    ports = {p["ifname"]: ("", p.get("state", "")) for p in json.loads(rest_text or "[]")
+             if p.get("master") == "br0"}
+    return root, ports
+
+
+def port_settled_802_1d(_role: str, state: str) -> bool:
+    return state in ("forwarding", "blocking", "disabled")
+
+
 def check_rstp(lab: Lab, lxd: Lxd, timeout: float) -> CheckResult:
+    """The spanning tree has converged: OVS's RSTP, or the kernel's STP on Linux bridges."""
+    linux = lab.fabric.bridge == "linux"
+    name, command = ("stp", _STP_STATE) if linux else ("rstp", f"{_RSTP_ROOT}; {_RSTP_PORTS}")
+    parse, settled = (linux_stp_state, port_settled_802_1d) if linux else (rstp_state, port_settled)
     switches = [n for n in lab.topology.nodes if n.kind == "switch"]
     if not switches:
-        return CheckResult("rstp", True, "no switches", 0.0)
+        return CheckResult(name, True, "no switches", 0.0)
     deadline = time.monotonic() + timeout
     while True:
-        states = _pool(lab, switches, lambda n: rstp_state(lxd.sh(n, f"{_RSTP_ROOT}; {_RSTP_PORTS}").stdout))
+        states = _pool(lab, switches, lambda n: parse(lxd.sh(n, command).stdout))
         roots = {root for root, _ in states}
         learning = [f"{n.name}:{p} {role} {state}" for n, (_, ports) in zip(switches, states, strict=True)
-                    for p, (role, state) in sorted(ports.items()) if not port_settled(role, state)]
+                    for p, (role, state) in sorted(ports.items()) if not settled(role, state)]
         missing = [n.name for n, (root, _) in zip(switches, states, strict=True) if root is None]
         if len(roots) == 1 and not learning and not missing:
-            blocked = sum(1 for _, ports in states for _, s in ports.values() if s == "Discarding")
-            return CheckResult("rstp", True, f"converged: 1 root, {len(switches)} switches, "
-                               f"{blocked} port(s) discarding", 0.0)
+            blocked = sum(1 for _, ports in states for _, state in ports.values()
+                          if state in ("Discarding", "blocking"))
+            return CheckResult(name, True, f"converged: 1 root, {len(switches)} switches, "
+                               f"{blocked} port(s) {'blocking' if linux else 'discarding'}", 0.0)
         if time.monotonic() >= deadline:
             details = [f"{len(roots)} different roots: {', '.join(sorted(str(r) for r in roots))}"]
-            details += [f"no RSTP on {m}" for m in missing] + [f"not converged: {x}" for x in learning]
-            return CheckResult("rstp", False, f"not converged after {timeout:.0f}s", 0.0, details)
+            details += [f"no {name.upper()} on {m}" for m in missing]
+            details += [f"not converged: {x}" for x in learning]
+            return CheckResult(name, False, f"not converged after {timeout:.0f}s", 0.0, details)
         time.sleep(1.0)
 
 

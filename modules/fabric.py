@@ -53,7 +53,8 @@ class NodeSpec:
     mgmt_gateway: str
     mtu: int
     bridge: str | None = None
-    rstp_priority: int = 32768
+    bridge_type: str = "ovs"  # "ovs" | "linux"
+    stp_priority: int = 32768  # the bridge priority in the (R)STP root election
     ports: tuple[Port, ...] = ()
     interfaces: tuple[tuple[str, str], ...] = ()  # (interface, CIDR address) on servers
 
@@ -80,10 +81,15 @@ class FabricReconciler(Reconciler[Spec, dict[str, Any]]):
                     name=n["name"], instance=n["instance"], kind=n["kind"],
                     mgmt_address=n["management"]["address"], mgmt_gateway=n["management"]["gateway"],
                     mtu=int(n.get("mtu") or 1500), bridge=bridge.get("name"),
-                    rstp_priority=int(bridge.get("rstp_priority") or 32768),
+                    bridge_type=bridge.get("type") or "ovs",
+                    stp_priority=int(bridge.get("stp_priority") or 32768),
                     ports=tuple(Port(p["name"], bool(p.get("edge"))) for p in bridge.get("ports", [])),
                     interfaces=tuple((i["name"], i["address"]) for i in n.get("interfaces", [])),
                 ))
+            for node in nodes:
+                if node.bridge_type not in ("ovs", "linux"):
+                    raise DistrilabError(f"fabric spec: {node.name}: bridge type must be ovs or linux "
+                                         f"(got {node.bridge_type!r})")
             datapath = data.get("datapath") or "auto"
             if datapath not in ("auto", "netdev", "system"):
                 raise DistrilabError(
@@ -166,40 +172,78 @@ def render_script(node: NodeSpec, datapath: str) -> str:
         # userspace datapath forwards the frame (TCP through a netdev OVS fails otherwise)
         lines += [f"step ip link set {q(name)} mtu {node.mtu} up", f"step ethtool -K {q(name)} tx off",
                   f"step setaddr {q(name)} {q(address)}"]
-    if node.bridge:
-        br = q(node.bridge)
-        wanted = " ".join(p.name for p in node.ports)
-        lines += [
-            # at boot the init runs boot.d hooks before it starts OVS's services: configure the
-            # switch in the background once ovsdb-server answers (apply runs the script with --now)
-            'if [ "$1" != --now ] && ! ovs-vsctl --timeout=1 show >/dev/null 2>&1; then',
-            '  "$0" --now >/var/log/distrilab-fabric.log 2>&1 </dev/null &',
-            "  exit 0",
-            "fi",
-            "i=0; until ovs-vsctl --timeout=2 show >/dev/null 2>&1; do",
-            "  i=$((i+1)); [ $i -ge 60 ] && { echo 'ovsdb-server not running' >&2; exit 1; }; sleep 0.5",
-            "done",
-            # RSTP on in the transaction that creates the bridge, before any port exists
-            f"step ovs-vsctl --timeout=30 --may-exist add-br {br} -- set bridge {br} datapath_type={datapath}"
-            f" stp_enable=false rstp_enable=true other_config:rstp-priority={node.rstp_priority}",
-            f"for p in $(ovs-vsctl --timeout=30 list-ports {br}); do",
-            f'  case " {wanted} " in *" $p "*) ;; *) step ovs-vsctl --timeout=30 del-port {br} "$p";; esac',
-            "done",
-        ]
-        add = []
-        for p in node.ports:
-            port = q(p.name)
-            lines += [f"step ip link set {port} mtu {node.mtu} up", f"step ethtool -K {port} tx off"]
-            add.append(
-                f"-- --may-exist add-port {br} {port} -- set port {port}"
-                f" other_config:rstp-port-admin-edge={'true' if p.edge else 'false'}"
-                " other_config:rstp-port-auto-edge=false other_config:rstp-port-admin-p2p-mac=true"
-            )
-        if add:
-            lines.append("step ovs-vsctl --timeout=30 " + " ".join(add))
-        lines.append(f"step ip link set {br} up")
+    if node.bridge and node.bridge_type == "linux":
+        lines += linux_bridge_lines(node)
+    elif node.bridge:
+        lines += ovs_bridge_lines(node, datapath)
     lines.append("exit $fail")
     return "\n".join(lines) + "\n"
+
+
+def ovs_bridge_lines(node: NodeSpec, datapath: str) -> list[str]:
+    """Open vSwitch: one bridge with RSTP, every fabric port with TX checksums in software."""
+    q = shlex.quote
+    br = q(node.bridge or "br0")
+    wanted = " ".join(p.name for p in node.ports)
+    lines = [
+        # a Linux bridge of the same name (the lab switched from linux) goes first
+        f"[ -e /sys/class/net/{br}/bridge ] && step ip link del {br}",
+        # at boot the init runs boot.d hooks before it starts OVS's services: configure the
+        # switch in the background once ovsdb-server answers (apply runs the script with --now)
+        'if [ "$1" != --now ] && ! ovs-vsctl --timeout=1 show >/dev/null 2>&1; then',
+        '  "$0" --now >/var/log/distrilab-fabric.log 2>&1 </dev/null &',
+        "  exit 0",
+        "fi",
+        "i=0; until ovs-vsctl --timeout=2 show >/dev/null 2>&1; do",
+        "  i=$((i+1)); [ $i -ge 60 ] && { echo 'ovsdb-server not running' >&2; exit 1; }; sleep 0.5",
+        "done",
+        # RSTP on in the transaction that creates the bridge, before any port exists
+        f"step ovs-vsctl --timeout=30 --may-exist add-br {br} -- set bridge {br} datapath_type={datapath}"
+        f" stp_enable=false rstp_enable=true other_config:rstp-priority={node.stp_priority}",
+        f"for p in $(ovs-vsctl --timeout=30 list-ports {br}); do",
+        f'  case " {wanted} " in *" $p "*) ;; *) step ovs-vsctl --timeout=30 del-port {br} "$p";; esac',
+        "done",
+    ]
+    add = []
+    for p in node.ports:
+        port = q(p.name)
+        lines += [f"step ip link set {port} mtu {node.mtu} up", f"step ethtool -K {port} tx off"]
+        add.append(
+            f"-- --may-exist add-port {br} {port} -- set port {port}"
+            f" other_config:rstp-port-admin-edge={'true' if p.edge else 'false'}"
+            " other_config:rstp-port-auto-edge=false other_config:rstp-port-admin-p2p-mac=true"
+        )
+    if add:
+        lines.append("step ovs-vsctl --timeout=30 " + " ".join(add))
+    lines.append(f"step ip link set {br} up")
+    return lines
+
+
+#: the kernel STP's timers, in hundredths of a second: the fastest that keep 802.1D's rules
+#: (max_age >= 2 x (hello + 1 s), 2 x (forward_delay - 1 s) >= max_age) for the 5-bridge
+#: diameter of a 3-tier Clos; a port forwards 2 x forward_delay = 8 s after it comes up
+STP_TIMERS = "hello_time 100 max_age 600 forward_delay 400"
+
+
+def linux_bridge_lines(node: NodeSpec) -> list[str]:
+    """A Linux bridge with the kernel's STP on before any port joins (a Clos has loops)."""
+    q = shlex.quote
+    br = q(node.bridge or "br0")
+    wanted = " ".join(p.name for p in node.ports)
+    lines = [
+        # an Open vSwitch bridge of the same name (the lab switched from ovs) goes first
+        f"if [ -e /sys/class/net/{br} ] && [ ! -e /sys/class/net/{br}/bridge ]; then",
+        f"  step ovs-vsctl --timeout=10 --if-exists del-br {br}",
+        "fi",
+        f"[ -e /sys/class/net/{br}/bridge ] || step ip link add {br} type bridge stp_state 1",
+        f"step ip link set {br} type bridge stp_state 1 priority {node.stp_priority} {STP_TIMERS}",
+        f"for p in $(ls /sys/class/net/{br}/brif); do",
+        f'  case " {wanted} " in *" $p "*) ;; *) step ip link set "$p" nomaster;; esac',
+        "done",
+    ]
+    lines += [f"step ip link set {q(p.name)} mtu {node.mtu} master {br} up" for p in node.ports]
+    lines.append(f"step ip link set {br} up")
+    return lines
 
 
 def script_digest(script: str) -> str:
@@ -220,7 +264,7 @@ def install_and_run(script: str) -> str:
 
 OBSERVE_SCRIPT = f"""
 echo '== script'; sha256sum {SCRIPT_PATH} 2>/dev/null | cut -d' ' -f1
-echo '== addr'; ip -j addr show
+echo '== addr'; ip -j -d addr show
 if command -v ovs-vsctl >/dev/null 2>&1 && ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
   echo '== bridges'
   ovs-vsctl --timeout=5 --format=json --columns=name,datapath_type,rstp_enable,ports list bridge
@@ -246,7 +290,8 @@ def parse_observation(text: str) -> dict[str, Any]:
     result: dict[str, Any] = {"script": "".join(sections.get("script", [])).strip() or None}
     addresses: dict[str, list[str]] = {}
     up: list[str] = []
-    for item in json.loads("\n".join(sections.get("addr", [])) or "[]"):
+    items = json.loads("\n".join(sections.get("addr", [])) or "[]")
+    for item in items:
         addresses[item["ifname"]] = sorted(
             f"{a['local']}/{a['prefixlen']}" for a in item.get("addr_info", []) if a.get("family") == "inet"
         )
@@ -254,16 +299,18 @@ def parse_observation(text: str) -> dict[str, Any]:
             up.append(item["ifname"])
     result["addresses"] = addresses
     result["up"] = sorted(up)
+    bridges = linux_bridges(items)
     if "bridges" in sections:
         port_names = _ovs_rows(sections.get("ports", []))
         names = {row["_uuid"]: row["name"] for row in port_names}
-        bridges = {}
         for row in _ovs_rows(sections["bridges"]):
             bridges[row["name"]] = {
+                "type": "ovs",
                 "datapath_type": row["datapath_type"],
                 "rstp_enable": row["rstp_enable"],
                 "ports": sorted(names[u] for u in row["ports"] if u in names and names[u] != row["name"]),
             }
+    if bridges or "bridges" in sections:
         result["bridges"] = bridges
     if "txcsum" in sections:
         tx: dict[str, str] = {}
@@ -273,6 +320,23 @@ def parse_observation(text: str) -> dict[str, Any]:
                 tx[parts[0]] = parts[1]  # "on" / "off" (ignore "[fixed]")
         result["tx_csum"] = tx
     return result
+
+
+def linux_bridges(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Pure: `ip -j -d addr show` -> {bridge: {type, stp_state, priority, ports}} for Linux bridges."""
+    bridges: dict[str, dict[str, Any]] = {}
+    for item in items:
+        info = item.get("linkinfo") or {}
+        if info.get("info_kind") == "bridge":
+            data = info.get("info_data") or {}
+            bridges[item["ifname"]] = {"type": "linux", "stp_state": data.get("stp_state"),
+                                       "priority": data.get("priority"), "ports": []}
+    for item in items:
+        if item.get("master") in bridges:
+            bridges[item["master"]]["ports"].append(item["ifname"])
+    for bridge in bridges.values():
+        bridge["ports"].sort()
+    return bridges
 
 
 def _ovs_rows(lines: list[str]) -> list[dict[str, Any]]:
@@ -308,28 +372,41 @@ def node_drift(node: NodeSpec, datapath: str, script: str, have: dict[str, Any])
         if ifname not in up:
             reasons.append(f"{ifname} down")
     tx = have.get("tx_csum", {})
-    offloaded = [p for p in [*(p.name for p in node.ports), *(i for i, _ in node.interfaces)]
-                 if tx.get(p, "on") != "off"]
+    # TX checksums in software where the userspace datapath forwards: servers (ACA's OVS), OVS ports
+    software = [*(i for i, _ in node.interfaces), *(p.name for p in node.ports if node.bridge_type == "ovs")]
+    offloaded = [p for p in software if tx.get(p, "on") != "off"]
     if offloaded:
         reasons.append(f"tx offload on {','.join(offloaded)}")
     if node.bridge:
-        bridge = have.get("bridges", {}).get(node.bridge)
-        if bridge is None:
-            reasons.append(f"no OVS bridge {node.bridge}")
-        else:
-            if bridge["datapath_type"] != datapath:
-                reasons.append(f"datapath {bridge['datapath_type'] or 'system'}->{datapath}")
-            if bridge["rstp_enable"] is not True:
-                reasons.append("RSTP off")
-            wanted = sorted(p.name for p in node.ports)
-            if bridge["ports"] != wanted:
-                missing = sorted(set(wanted) - set(bridge["ports"]))
-                extra = sorted(set(bridge["ports"]) - set(wanted))
-                reasons.append("ports" + (f" missing {','.join(missing)}" if missing else "")
-                               + (f" extra {','.join(extra)}" if extra else ""))
-        down = [p.name for p in node.ports if p.name not in up]
-        if down:
-            reasons.append(f"down {','.join(down)}")
+        reasons += bridge_drift(node, datapath, have)
+    return reasons
+
+
+def bridge_drift(node: NodeSpec, datapath: str, have: dict[str, Any]) -> list[str]:
+    """Pure: how a switch's observed bridge differs from its spec."""
+    bridge = have.get("bridges", {}).get(node.bridge)
+    if bridge is None or bridge.get("type") != node.bridge_type:
+        return [f"no {'Linux' if node.bridge_type == 'linux' else 'OVS'} bridge {node.bridge}"]
+    reasons = []
+    if node.bridge_type == "linux":
+        if bridge["stp_state"] != 1:
+            reasons.append("kernel STP off")
+        if bridge["priority"] != node.stp_priority:
+            reasons.append(f"STP priority {bridge['priority']}->{node.stp_priority}")
+    else:
+        if bridge["datapath_type"] != datapath:
+            reasons.append(f"datapath {bridge['datapath_type'] or 'system'}->{datapath}")
+        if bridge["rstp_enable"] is not True:
+            reasons.append("RSTP off")
+    wanted = sorted(p.name for p in node.ports)
+    if bridge["ports"] != wanted:
+        missing = sorted(set(wanted) - set(bridge["ports"]))
+        extra = sorted(set(bridge["ports"]) - set(wanted))
+        reasons.append("ports" + (f" missing {','.join(missing)}" if missing else "")
+                       + (f" extra {','.join(extra)}" if extra else ""))
+    down = [p.name for p in node.ports if p.name not in set(have.get("up", []))]
+    if down:
+        reasons.append(f"down {','.join(down)}")
     return reasons
 
 

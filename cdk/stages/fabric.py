@@ -1,7 +1,8 @@
 """Desired state of the "fabric" stage on one host: what each node configures inside itself.
 
-Pure. Switches: one OVS bridge `br0` with RSTP and every fabric port (ports facing servers are
-RSTP edge ports); servers: their fabric address. Every node: its management address on eth0.
+Pure. Switches: one bridge `br0` with every fabric port: Open vSwitch with RSTP (ports facing
+servers are RSTP edge ports), or a Linux bridge with the kernel's STP (`fabric: {bridge: linux}`);
+servers: their fabric address. Every node: its management address on eth0.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def _node_spec(
     if node.kind == "switch":
         spec["bridge"] = {
             "name": "br0",
-            "rstp_priority": priorities[node.name],
+            "type": lab.fabric.bridge,  # ovs (RSTP) or linux (the kernel's STP)
+            "stp_priority": priorities[node.name],
             "ports": ports.get(node.name, []),
         }
     else:

@@ -11,7 +11,15 @@ import pytest
 
 from bench.labs import leaf_spine
 from modules import check
-from modules.check import check_ping, ping_script, port_settled, rstp_state, tcp_pair
+from modules.check import (
+    check_ping,
+    linux_stp_state,
+    ping_script,
+    port_settled,
+    port_settled_802_1d,
+    rstp_state,
+    tcp_pair,
+)
 
 HERE = Path(__file__).parent / "check"
 POOLS = {"management": "10.100.0.0/16", "loopbacks": "10.101.0.0/16", "p2p": "10.102.0.0/16",
@@ -30,6 +38,14 @@ def test_designated_port_still_discarding_is_not_converged() -> None:
     assert port_settled("Alternate", "Discarding")
     assert port_settled("Root", "Forwarding")
     assert not port_settled("Root", "Learning")
+
+
+def test_stp_state_of_a_real_linux_bridge() -> None:
+    root, ports = linux_stp_state((HERE / "stp_linux.txt").read_text())
+    assert root == "4000.5601cbd7309c"
+    assert ports == {"eth1": ("", "disabled"), "eth2": ("", "disabled")}
+    assert port_settled_802_1d("", "blocking") and not port_settled_802_1d("", "learning")
+    assert linux_stp_state("") == (None, {})
 
 
 def test_rstp_state_without_a_bridge() -> None:

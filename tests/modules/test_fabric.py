@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,8 @@ import pytest
 from modules.fabric import (
     SCRIPT_PATH,
     FabricReconciler,
+    NodeSpec,
+    node_drift,
     parse_observation,
     render_script,
     script_digest,
@@ -42,6 +45,64 @@ def test_switch_script_enables_rstp_before_adding_ports() -> None:
     # server-facing ports are edge ports, the spine-facing one is not
     assert "add-port br0 eth2 -- set port eth2 other_config:rstp-port-admin-edge=true" in script
     assert "add-port br0 eth1 -- set port eth1 other_config:rstp-port-admin-edge=false" in script
+
+
+def linux_leaf() -> NodeSpec:
+    spec = spec_of()
+    for node in spec["nodes"]:
+        if "bridge" in node:
+            node["bridge"]["type"] = "linux"
+    return next(n for n in FabricReconciler().load_spec(spec).nodes if n.name == "leaf-01")
+
+
+def test_linux_bridge_script_turns_stp_on_before_any_port_joins() -> None:
+    leaf = linux_leaf()
+    script = render_script(leaf, "netdev")
+    stp = script.index("type bridge stp_state 1 priority 32768 hello_time 100 max_age 600 forward_delay 400")
+    assert script.index("ip link add br0 type bridge stp_state 1") < stp < script.index("master br0")
+    assert "ovs-vsctl --timeout=30" not in script and "ethtool -K eth1" not in script
+    for port in leaf.ports:
+        assert f"ip link set {port.name} mtu 1500 master br0 up" in script
+
+
+def test_linux_bridge_script_is_idempotent_and_drops_foreign_ports(tmp_path: Path) -> None:
+    # run it against a stand-in `ip` and /sys: a bridge that exists with a port the spec lacks
+    sys_net = tmp_path / "sys" / "class" / "net"
+    (sys_net / "br0" / "bridge").mkdir(parents=True)
+    (sys_net / "br0" / "brif" / "eth9").mkdir(parents=True)
+    calls = tmp_path / "calls"
+    for tool in ("ip", "ethtool", "ovs-vsctl"):
+        (tmp_path / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n')
+        (tmp_path / tool).chmod(0o755)
+    script = render_script(linux_leaf(), "netdev").replace("/sys/class/net", str(sys_net))
+    proc = subprocess.run(["sh", "-c", script], env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    ran = calls.read_text().splitlines()
+    assert "ip link add br0 type bridge stp_state 1" not in ran  # it exists
+    assert "ip link set eth9 nomaster" in ran and not any(c.startswith("ovs-vsctl") for c in ran)
+
+
+def test_parse_real_linux_bridge_observation() -> None:
+    observed = parse_observation((RAW / "observe_linux_bridge.txt").read_text())
+    assert observed["bridges"] == {"br0": {"type": "linux", "stp_state": 1, "priority": 16384,
+                                           "ports": ["eth1", "eth2"]}}
+
+
+def test_linux_bridge_drift() -> None:
+    leaf = linux_leaf()
+    script = render_script(leaf, "netdev")
+    good = {"status": "Running", "script": script_digest(script),
+            "up": ["eth0", *(p.name for p in leaf.ports)],
+            "addresses": {"eth0": [leaf.mgmt_address]}, "tx_csum": {p.name: "on" for p in leaf.ports},
+            "bridges": {"br0": {"type": "linux", "stp_state": 1, "priority": 32768,
+                                "ports": sorted(p.name for p in leaf.ports)}}}
+    assert node_drift(leaf, "netdev", script, good) == []  # TX offload stays on: the kernel forwards
+    stp_off = {**good, "bridges": {"br0": {**good["bridges"]["br0"], "stp_state": 0, "priority": 4096}}}
+    assert node_drift(leaf, "netdev", script, stp_off) == ["kernel STP off", "STP priority 4096->32768"]
+    ovs = {**good, "bridges": {"br0": {"type": "ovs", "datapath_type": "netdev", "rstp_enable": True,
+                                       "ports": good["bridges"]["br0"]["ports"]}}}
+    assert node_drift(leaf, "netdev", script, ovs) == ["no Linux bridge br0"]
 
 
 def test_parse_real_switch_observation() -> None:

@@ -22,7 +22,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 os.environ.setdefault("CHECKPOINT_DISABLE", "1")
 
 
-def testing_app() -> cdktn.App:
+def fresh_app() -> cdktn.App:
     """`cdktn.Testing.app()` in a folder removed when the tests end (without an outdir it makes a
     /tmp/cdktf.outdir.* per call that nobody removes)."""
     outdir = tempfile.mkdtemp(prefix="distrilab-synth-")

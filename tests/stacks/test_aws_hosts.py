@@ -29,7 +29,7 @@ from cdk.pipeline import lab_from_dict
 from cdk.programs import packages
 from stacks.aws_hosts import PROVIDER_PACKAGE, AwsHosts, add_aws_hosts
 from stacks.paths import REPO_ROOT, Paths
-from tests.stacks.conftest import testing_app
+from tests.stacks.conftest import fresh_app
 
 HAVE_PROVIDER = importlib.util.find_spec(PROVIDER_PACKAGE) is not None
 needs_provider = pytest.mark.skipif(
@@ -78,7 +78,7 @@ def make_lab(data: dict[str, Any]) -> Lab:
 
 
 def synth_aws(lab: Lab) -> tuple[dict[str, Any], AwsHosts]:
-    app = testing_app()
+    app = fresh_app()
     stack = cdktn.TerraformStack(app, lab.name)
     handles = add_aws_hosts(stack, lab, client_cert_pem=CERT)
     # how the lab stack wires them: the cluster stage waits for the instances, gets their addresses
@@ -270,7 +270,7 @@ def test_composes_with_the_lab_stack(tmp_path: Path) -> None:
         specs_dir=tmp_path / "specs",
         state_root=tmp_path,
     )
-    app = testing_app()
+    app = fresh_app()
     stack = LabStack(app, lab, paths, stages=FIXTURE_STAGES, aws_client_cert=CERT)  # adds the hosts
     tf = json.loads(cdktn.Testing.synth(stack))
     assert "lab" in tf["resource"]["terraform_data"]
@@ -287,7 +287,7 @@ def test_inconsistent_code_built_lab_is_refused() -> None:
     with pytest.raises(
         DistrilabError, match=r"aws.region differs between aws hosts \('us-east-1' and 'eu-west-1'\)"
     ):
-        add_aws_hosts(testing_app(), replace(lab, hosts=tuple(hosts)), client_cert_pem=CERT)
+        add_aws_hosts(fresh_app(), replace(lab, hosts=tuple(hosts)), client_cert_pem=CERT)
 
 
 def test_lab_without_aws_hosts_adds_nothing_and_never_imports_the_provider() -> None:
@@ -298,8 +298,8 @@ def test_lab_without_aws_hosts_adds_nothing_and_never_imports_the_provider() -> 
         import cdktn
         from bench.labgen import leaf_spine_lab
         from stacks.aws_hosts import add_aws_hosts
-        from tests.stacks.conftest import testing_app
-        app = testing_app()
+        from tests.stacks.conftest import fresh_app
+        app = fresh_app()
         stack = cdktn.TerraformStack(app, "plain")
         cdktn.TerraformResource(stack, "anchor", terraform_resource_type="terraform_data")
         handles = add_aws_hosts(stack, leaf_spine_lab("plain", hosts=("a", "b")))

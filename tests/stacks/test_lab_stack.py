@@ -14,12 +14,12 @@ from cdk.model import Lab
 from cdk.stages import Stage
 from stacks.lab_stack import LabStack, stage_specs
 from stacks.paths import Paths
-from tests.stacks.conftest import resources_of, testing_app
+from tests.stacks.conftest import resources_of, fresh_app
 from tests.stacks.fixture_stages import FIXTURE_STAGES, MODULE
 
 
 def synth(lab: Lab, paths: Paths, stages: tuple[Stage, ...] = FIXTURE_STAGES) -> dict:
-    app = testing_app()
+    app = fresh_app()
     stack = LabStack(app, lab, paths, stages=stages)
     return json.loads(cdktn.Testing.synth(stack))
 
@@ -84,7 +84,7 @@ def test_depends_on_follows_stage_order(two_host_lab: Lab, paths: Paths) -> None
 
 
 def test_create_before_destroy_and_triggers(two_host_lab: Lab, paths: Paths) -> None:
-    app = testing_app()
+    app = fresh_app()
     stack = LabStack(app, two_host_lab, paths, stages=FIXTURE_STAGES)
     synthesized = cdktn.Testing.synth(stack)
     for s in stack.specs:

@@ -30,7 +30,7 @@ from stacks.lab_stack import (
     LabStack,
 )
 from stacks.paths import REPO_ROOT, Paths
-from tests.stacks.conftest import resources_of, testing_app
+from tests.stacks.conftest import resources_of, fresh_app
 from tests.stacks.test_aws_hosts import CERT, needs_provider
 
 AWS_LAB = REPO_ROOT / "labs" / "aws-2hosts.yaml"
@@ -62,7 +62,7 @@ def tf(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         state_root=root,
         work_root=root / "terraform",
     )
-    app = testing_app()
+    app = fresh_app()
     stack = LabStack(app, aws_two_hosts(), paths, aws_client_cert=CERT)
     data = json.loads(cdktn.Testing.synth(stack))
     data["specs_dir"] = str(paths.specs_dir / "aws2")
@@ -189,12 +189,12 @@ def test_lab_without_aws_hosts_is_unchanged_and_never_imports_the_provider(tmp_p
         from bench.labgen import leaf_spine_lab
         from stacks.lab_stack import LabStack
         from stacks.paths import Paths
-        from tests.stacks.conftest import testing_app
+        from tests.stacks.conftest import fresh_app
         from tests.stacks.fixture_stages import FIXTURE_STAGES
         root = Path({str(tmp_path)!r})
         paths = Paths(repo=Path.cwd(), python=Paths.for_repo().python, state_dir=root / "state",
                       specs_dir=root / "specs", state_root=root, work_root=root / "terraform")
-        app = testing_app()
+        app = fresh_app()
         stack = LabStack(app, leaf_spine_lab("plain", hosts=("a", "b")), paths, stages=FIXTURE_STAGES)
         print(json.dumps({{
             "tf": json.loads(cdktn.Testing.synth(stack)), "aws": bool(stack.aws),
