@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     lab_command("plan", "show which stage on which host would change", plan)
     p = lab_command("up", "deploy the lab (synth, terraform init and apply), then check it", up)
     p.add_argument("--no-check", action="store_true", help="skip 'distrilab check' at the end")
+    p.add_argument("--ignore-memory", action="store_true",
+                   help="deploy even when the lab's estimated memory exceeds what this host has free")
     lab_command("down", "destroy the lab: everything carrying its label", down)
 
 
@@ -117,8 +119,11 @@ def ready(args: argparse.Namespace, synthesized: Any) -> Any:  # stacks.deploy.S
     pass their pre-flight. When that read what a host holds for the first time (or it changed),
     the lab is synthesized again: its placement follows it."""
     from modules.host_preflight import preflight
+    from modules.memory_fit import check_local_memory
 
     require_programs(synthesized.lab)
+    if not getattr(args, "ignore_memory", False):
+        check_local_memory(synthesized.lab)  # a lab too large for this host: refused with numbers
     if preflight(synthesized.lab):  # ssh hosts: reachable, known, logged into, big enough
         synthesized = _synth(args)
         preflight(synthesized.lab)
