@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from modules import lxd_rest as rest
+from stacks.paths import Paths
+
+REPO = Path(__file__).resolve().parents[2]
+Distrilab = Callable[..., subprocess.CompletedProcess[str]]
 
 
 @pytest.fixture
@@ -30,3 +39,29 @@ def lab_leftovers(lab: str) -> dict[str, Any]:
     interfaces = [line.split(":")[1].strip() for line in out.splitlines() if marker in line]
     return {k: v for k, v in {"instances": instances, "networks": networks, "aliases": aliases,
                               "interfaces": interfaces}.items() if v}
+
+
+@contextmanager
+def cli_lab(lab_name: str, lab_file: Path, timeout: int = 900) -> Iterator[Distrilab]:
+    """`distrilab ARGS... LAB_FILE` as a user runs it; afterwards `down`, and whatever a failed run
+    left is swept, state files removed, and nothing of the lab may remain on the host."""
+
+    def distrilab(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "stacks.cli", *args, str(lab_file)], cwd=REPO,
+                              capture_output=True, text=True, timeout=timeout)
+
+    try:
+        yield distrilab
+    finally:
+        down = distrilab("down")
+        leftovers = lab_leftovers(lab_name)
+        if down.returncode != 0 or leftovers:  # the safety net, so a failed run leaves nothing
+            subprocess.run([sys.executable, "-m", "modules.sweep", "destroy", "--lab", lab_name], cwd=REPO,
+                           capture_output=True, timeout=600)
+        paths = Paths.for_repo(REPO)
+        for path in (paths.state_file(lab_name), Path(f"{paths.state_file(lab_name)}.backup")):
+            path.unlink(missing_ok=True)
+        for folder in (paths.state_dir / lab_name, paths.specs_dir / lab_name, paths.workdir(lab_name)):
+            shutil.rmtree(folder, ignore_errors=True)
+    assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
+    assert leftovers == {}

@@ -10,9 +10,7 @@ of the lab on the host, while a container the lab did not create survives.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +24,7 @@ from cdk.stages import STAGES
 from modules import lxd_rest as rest
 from modules.check import run_checks
 from modules.node_shell import NodeShell
-from stacks.paths import Paths
-from tests.e2e.conftest import lab_leftovers
+from tests.e2e.conftest import cli_lab, lab_leftovers
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +65,7 @@ def test_clos_lifecycle(lab_name: str) -> None:
     try:
         deploy.apply(lab)
         assert_healthy(lab)
-        report = run_checks(lab)
+        report = run_checks(lab, full=True)  # every ordered pair of the 4 servers
         assert {c.name for c in report.checks} == {"rstp", "ping", "tcp"}
         assert "12/12" in next(c.summary for c in report.checks if c.name == "ping")
 
@@ -158,11 +155,7 @@ def test_distrilab_up_check_down(lab_name: str, tmp_path: Path) -> None:
         "images": {"server": "server", "switch": "switch"},
     }))
 
-    def distrilab(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "stacks.cli", *args, str(lab_file)], cwd=REPO,
-                              capture_output=True, text=True, timeout=600)
-
-    try:
+    with cli_lab(lab_name, lab_file) as distrilab:
         up = distrilab("up")
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         check = distrilab("check", "--json")
@@ -180,16 +173,3 @@ def test_distrilab_up_check_down(lab_name: str, tmp_path: Path) -> None:
         repaired = distrilab("up")
         assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr[-3000:]
         assert _exists(client, f"dl-{lab_name}-srv-02-01")  # and `up` ran `check` on it: all green
-    finally:
-        down = distrilab("down")
-        leftovers = lab_leftovers(lab_name)
-        if down.returncode != 0 or leftovers:  # the safety net, so a failed run leaves nothing
-            subprocess.run([sys.executable, "-m", "modules.sweep", "destroy", "--lab", lab_name], cwd=REPO,
-                           capture_output=True, timeout=300)
-        paths = Paths.for_repo(REPO)
-        for path in (paths.state_file(lab_name), Path(f"{paths.state_file(lab_name)}.backup")):
-            path.unlink(missing_ok=True)
-        for folder in (paths.state_dir / lab_name, paths.specs_dir / lab_name, paths.workdir(lab_name)):
-            shutil.rmtree(folder, ignore_errors=True)
-    assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
-    assert leftovers == {}
