@@ -61,6 +61,16 @@ def open_files() -> int:
     return int(Path("/proc/sys/fs/file-nr").read_text().split()[0])
 
 
+def lxd_daemon() -> dict[str, int]:
+    """The LXD daemon's open files and memory (RSS, MiB) now: what a large lab costs it."""
+    from modules.lxd_host import LXD_PID_FILE
+
+    pid = Path(LXD_PID_FILE).read_text().strip()
+    rss = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+               if line.startswith("VmRSS:"))
+    return {"open_files": len(list(Path(f"/proc/{pid}/fd").iterdir())), "rss_mib": rss // 1024}
+
+
 def container_memory(lab: Any) -> dict[str, float]:
     """Mean memory (MiB) of the lab's containers by kind, as their cgroups count it (LXD's state)."""
     from modules import lxd_rest as rest
@@ -90,7 +100,7 @@ def run(size: int, bridge: str, folder: Path) -> dict[str, Any]:
     check_seconds = round(time.monotonic() - started, 1)
     ping = next(c for c in report.checks if c.name == "ping")
     console.print(f"  check {check_seconds} s: {'ok' if report.ok else 'FAILED'}; {ping.summary}")
-    free_after, files_after = mem_available_mib(), open_files()
+    free_after, files_after, daemon = mem_available_mib(), open_files(), lxd_daemon()
     per_kind = container_memory(lab)
     down = timed_apply(path, destroy=True)
     console.print(f"  down {down['seconds']} s: {down['per_stage_host']}")
@@ -107,6 +117,7 @@ def run(size: int, bridge: str, folder: Path) -> dict[str, Any]:
         "host_memory_mib_per_node": round((free_before - free_after) / nodes, 1),
         "container_memory_mib_by_kind": per_kind,
         "open_files_per_node": round((files_after - files_before) / nodes, 1),
+        "lxd_daemon": daemon,
     }
 
 
@@ -131,16 +142,16 @@ def main() -> int:
     table = Table(title="one 2-core host: 3-tier Clos, 14 servers per edge switch (baseline: ovs at 250)")
     for column in ("nodes", "switches", "up s", "nodes s/node", "fabric s/node", "check s", "pairs",
                    "retried", "unreachable", "down s/node", "MiB/node (host)", "MiB server/switch (cgroup)",
-                   "files/node"):
+                   "files/node", "LXD fds/RSS MiB"):
         table.add_column(column, justify="right")
     for r in runs:
         per = r["up_s_per_node"]
-        mem = r["container_memory_mib_by_kind"]
+        mem, daemon = r["container_memory_mib_by_kind"], r["lxd_daemon"]
         table.add_row(str(r["nodes"]), r["bridge"], str(r["up"]["seconds"]), str(per.get("nodes")),
                       str(per.get("fabric")), str(r["check"]["seconds"]), str(r["pairs_tried"]),
                       str(r["answered_on_retry"]), str(r["unreachable"]), str(r["down_s_per_node"]),
                       str(r["host_memory_mib_per_node"]), f"{mem.get('server')}/{mem.get('switch')}",
-                      str(r["open_files_per_node"]))
+                      str(r["open_files_per_node"]), f"{daemon['open_files']}/{daemon['rss_mib']}")
     console.print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"measured": time.strftime("%Y-%m-%d"), "runs": runs}, indent=2) + "\n")
