@@ -15,12 +15,18 @@ from cdk.stages.nodes import endpoint
 #: the storage pool every lab shares (created once per host, never deleted by a lab's destroy)
 POOL = "distrilab"
 #: kernel limits containers need at scale: inotify instances run out at ~20 systemd containers
-#: with the default 128, and a failed container still makes `lxc launch` return 0
+#: with the default 128, and a failed container still makes `lxc launch` return 0. The neighbour
+#: (ARP/ND) table is one for every namespace of the host: each server's neighbours count against
+#: one limit (1024 by default; `check --full` of 224 servers needs ~50,000 entries), and above the
+#: soft limit the kernel collects entries every 5 s
 SYSCTLS: dict[str, int] = {
     "fs.inotify.max_user_instances": 1024,
     "fs.inotify.max_user_watches": 1048576,
     "kernel.keys.maxkeys": 2000,
-    "net.ipv4.neigh.default.gc_thresh3": 8192,
+    "net.ipv4.neigh.default.gc_thresh2": 32768,
+    "net.ipv4.neigh.default.gc_thresh3": 65536,
+    "net.ipv6.neigh.default.gc_thresh2": 32768,
+    "net.ipv6.neigh.default.gc_thresh3": 65536,
 }
 
 
