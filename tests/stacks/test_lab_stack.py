@@ -14,7 +14,7 @@ from cdk.model import Lab
 from cdk.stages import Stage
 from stacks.lab_stack import LabStack, stage_specs
 from stacks.paths import Paths
-from tests.stacks.conftest import resources_of, fresh_app
+from tests.stacks.conftest import fresh_app, resources_of
 from tests.stacks.fixture_stages import FIXTURE_STAGES, MODULE
 
 

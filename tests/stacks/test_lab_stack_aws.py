@@ -30,7 +30,7 @@ from stacks.lab_stack import (
     LabStack,
 )
 from stacks.paths import REPO_ROOT, Paths
-from tests.stacks.conftest import resources_of, fresh_app
+from tests.stacks.conftest import fresh_app, resources_of
 from tests.stacks.test_aws_hosts import CERT, needs_provider
 
 AWS_LAB = REPO_ROOT / "labs" / "aws-2hosts.yaml"
