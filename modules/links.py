@@ -7,15 +7,21 @@ Owns the host interfaces whose ifalias starts with `distrilab:<lab>:` (and only 
 - per cross-host link, a unicast VXLAN (`dl<lab4>x<link8>`) on the bridge.
 Everything is created, repaired and deleted with one `ip -batch` per phase (no process per link):
 measured 1.7 ms per NIC against 33 ms for LXD's device API (one PATCH per container with all its
-NICs) and 54 ms with one PATCH per NIC. A node container that is deleted takes its veth pair
-with it; the next apply sees the missing host end and recreates it. A clean destroy leaves no
-interface with the lab's ifalias. The `ip` calls run on the host the spec names: here for a
-`local` host, over ssh (modules/host_shell.py) for the others.
+NICs) and 54 ms with one PATCH per NIC. Deletions are one kernel request for them all: every
+unwanted interface goes into a device group of the lab's, then `link del group` deletes the group.
+The kernel then unregisters the whole list at once, where each `link del` waits for RCU on its own
+(17 ms a veth, 33 ms a bridge): a 250-node lab's 912 interfaces went in 6.3 s instead of 23 s. What
+is left is the bridges' own `rcu_barrier` (16 ms each, under the RTNL lock, so not parallel).
+A node container that is deleted takes its veth pair with it; the next apply sees the missing host
+end and recreates it. A clean destroy leaves no interface with the lab's ifalias. The `ip` calls
+run on the host the spec names: here for a `local` host, over ssh (modules/host_shell.py) for the
+others.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import sys
@@ -109,15 +115,18 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
     # -------------------------------------------------------------- observe (reads only)
 
     def observe(self, client: Any, spec: Spec) -> dict[str, Any]:
-        interfaces = observe_interfaces(spec.alias_prefix, spec.shell)
+        links = list_links(spec.shell)
+        interfaces = parse_interfaces(links, spec.alias_prefix)
         # the management bridge carries the lab's ifalias too, but belongs to the nodes stage
         interfaces = {n: i for n, i in interfaces.items() if i["alias"] != f"{spec.alias_prefix}management"}
+        # device groups other interfaces are in: the group a delete empties must hold none of them
+        groups = sorted({_group_of(item) for item in links if item.get("ifname") not in interfaces})
         instances: dict[str, str] = {}
         if spec.links:
             owned = rest.owned_instances(client, spec.lab)
             wanted = {e.instance for link in spec.links for e in link.ends}
             instances = {name: owned.get(name, {}).get("status", "missing") for name in sorted(wanted)}
-        return {"interfaces": interfaces, "instances": instances}
+        return {"interfaces": interfaces, "instances": instances, "groups": groups}
 
     # -------------------------------------------------------------- plan (pure)
 
@@ -134,10 +143,13 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
             for end in link.ends:
                 wanted.add(end.veth)
                 actions += _plan_end(spec, link, end, have.get(end.veth))
-        for name, iface in sorted(have.items()):
-            if name not in wanted:
-                actions.append(Action("delete", name, f"{iface['kind']} no longer in the lab", PHASE_DELETE,
-                                      {"lines": [f"link del dev {name}"]}))
+        unwanted = sorted(name for name in have if name not in wanted)
+        if unwanted:
+            kept = {str(have[name].get("group", "0")) for name in wanted if name in have}
+            group = delete_group(spec.alias_prefix, {*observed.get("groups", []), *kept})
+            for name in unwanted:
+                reason = f"{have[name]['kind']} no longer in the lab"
+                actions.append(Action("delete", name, reason, PHASE_DELETE, _delete_data(name, group)))
         return actions
 
     # -------------------------------------------------------------- execute (one ip -batch per phase)
@@ -200,6 +212,27 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
 
 
 # ------------------------------------------------------------------ plan helpers (pure)
+
+#: device groups a lab's deletes use start here: far above any group a person numbers by hand
+GROUP_BASE = 0x4C000000
+
+
+def delete_group(alias_prefix: str, used: set[str]) -> int:
+    """The device group a delete phase moves the lab's unwanted interfaces into, then deletes.
+
+    Derived from the lab (two labs torn down at once use different groups) and never one that an
+    interface the phase keeps, or that is not the lab's, is in: `link del group` deletes them all.
+    """
+    group = GROUP_BASE + int(hashlib.sha256(alias_prefix.encode()).hexdigest()[:6], 16)
+    while str(group) in used:
+        group += 1
+    return group
+
+
+def _delete_data(name: str, group: int) -> dict[str, Any]:
+    # one `link del group` after every interface is in the group: the kernel unregisters the
+    # list at once (a veth takes its peer in the node along, a bridge lets go of its ports)
+    return {"lines": [f"link set dev {name} group {group}"], "after": [f"link del group {group}"]}
 
 
 def _plan_bridge(spec: Spec, link: LinkSpec, have: dict[str, Any] | None) -> list[Action]:
@@ -285,10 +318,16 @@ def checksums_off(actions: Sequence[Action], shell: Shell) -> dict[Action, str]:
     return {a: f"ethtool -K {a.data['tx_off']} tx off failed" for a in wanted if a.data["tx_off"] in failed}
 
 
-def observe_interfaces(prefix: str, shell: Shell | None = None) -> dict[str, dict[str, Any]]:
-    """The host interfaces whose ifalias starts with `prefix` (one `ip -j -d link show`)."""
+def list_links(shell: Shell | None = None) -> list[dict[str, Any]]:
+    """Every host interface, as `ip -j -d link show` reports it."""
     out = (shell or LocalShell()).run(["ip", "-j", "-d", "link", "show"]).stdout
-    return parse_interfaces(json.loads(out or "[]"), prefix)
+    return list(json.loads(out or "[]"))
+
+
+def _group_of(item: dict[str, Any]) -> str:
+    """An interface's device group as a number (`ip -j` names group 0 `default`)."""
+    group = str(item.get("group", "default"))
+    return "0" if group == "default" else group
 
 
 def parse_interfaces(links: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
@@ -306,6 +345,7 @@ def parse_interfaces(links: list[dict[str, Any]], prefix: str) -> dict[str, dict
             "mtu": item.get("mtu"),
             "master": item.get("master"),
             "up": "UP" in (item.get("flags") or []),
+            "group": _group_of(item),
         }
         if kind == "vxlan":
             data = info.get("info_data") or {}
@@ -318,14 +358,31 @@ def parse_interfaces(links: list[dict[str, Any]], prefix: str) -> dict[str, dict
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")
 
 
-def run_ip_batch(actions: Sequence[Action], shell: Shell | None = None) -> dict[Action, str]:
-    """Run every action's `ip` lines in one `ip -force -batch`; map each failed line to its action."""
+def batch_lines(actions: Sequence[Action]) -> tuple[list[str], list[list[Action]]]:
+    """Pure: the lines of one `ip -batch` for `actions` and, per line, the actions it belongs to.
+
+    Every action's own `lines` come first, in order; then each distinct line of their `after`
+    lists, once, owned by every action that listed it (a failure there is theirs: `link del group`
+    that fails leaves all their interfaces in place).
+    """
     lines: list[str] = []
-    owner: list[Action] = []
+    owners: list[list[Action]] = []
+    shared: dict[str, list[Action]] = {}
     for action in actions:
         for line in action.data["lines"]:
             lines.append(line)
-            owner.append(action)
+            owners.append([action])
+        for line in action.data.get("after", ()):
+            shared.setdefault(line, []).append(action)
+    for line, sharing in shared.items():
+        lines.append(line)
+        owners.append(sharing)
+    return lines, owners
+
+
+def run_ip_batch(actions: Sequence[Action], shell: Shell | None = None) -> dict[Action, str]:
+    """Run every action's `ip` lines in one `ip -force -batch`; map each failed line to its action(s)."""
+    lines, owners = batch_lines(actions)
     if not lines:
         return {}
     proc = (shell or LocalShell()).run(["ip", "-force", "-batch", "-"], stdin="\n".join(lines) + "\n",
@@ -338,9 +395,10 @@ def run_ip_batch(actions: Sequence[Action], shell: Shell | None = None) -> dict[
         match = _FAILED_LINE.search(text)
         if match:
             index = int(match.group(1)) - 1
-            action = owner[index] if 0 <= index < len(owner) else actions[0]
-            errors.setdefault(action, f"ip {lines[index] if index < len(lines) else ''}: "
-                                      + ("; ".join(message) or "failed"))
+            line = lines[index] if 0 <= index < len(lines) else ""
+            error = f"ip {line}: " + ("; ".join(message) or "failed")
+            for action in owners[index] if 0 <= index < len(owners) else actions[:1]:
+                errors.setdefault(action, error)
             message = []
         elif text.strip():
             message.append(text.strip())

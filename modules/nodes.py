@@ -9,7 +9,8 @@ Owns, on the host the spec names, and only where labelled `user.distrilab.lab=<l
   unpack + shift on first start (0.4-0.5 s);
 - the node containers `dl-<lab>-<node>`: root disk, `eth0` on the management bridge, limits,
   `/dev/net/tun` for nodes whose image runs OVS; created, started and verified RUNNING; repaired when missing,
-  stopped or drifted; deleted when no longer described.
+  stopped or drifted; deleted when no longer described (every running one is force-stopped first,
+  on a pool of STOP_WORKERS, then all are deleted on the stage's own pool: see STOP_WORKERS).
 Link NICs (`eth1..`) belong to modules/links.py and are left alone here.
 A clean destroy leaves no instance, template or network labelled with the lab.
 """
@@ -44,6 +45,12 @@ TEMPLATE_READY_KEY = "user.distrilab.template-ready"
 # execution phases: network first, templates, deletes (free memory), then creates, cleanup last
 PHASE_NETWORK, PHASE_TEMPLATE, PHASE_DELETE, PHASE_NODE = 0, 1, 2, 3
 PHASE_TEMPLATE_DELETE, PHASE_NETWORK_DELETE = 4, 5
+#: parallel force-stops before the deletes. A stop mostly waits (LXD runs its stop hooks in turn
+#: and lxcfs' post-stop hook sleeps 0.5 s), so on the deletes' pool the CPUs idle: 250 nodes, LXD
+#: 5.0.2, 2 cores: stop+delete on 8 workers 39.3 s, stops on 32 then deletes on 8 24.3 + 6.7 s.
+#: Deletes are CPU-bound in LXD and keep the stage's pool. No bulk call fits: LXD's `PUT
+#: /1.0/instances` changes every instance of the project (other labs' too); DELETE has no force.
+STOP_WORKERS = 32
 #: how long a started container must stay RUNNING before it counts (inotify limits kill late)
 SETTLE_SECONDS = 0.5
 
@@ -110,7 +117,8 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
         return dataclasses.replace(spec, nodes=())
 
     def connect(self, spec: Spec) -> Any:
-        return rest.connect(spec.endpoint or {"name": spec.host}, self.max_workers(spec))
+        # as many kept-alive connections as the widest pool (the stops') has threads
+        return rest.connect(spec.endpoint or {"name": spec.host}, max(self.max_workers(spec), STOP_WORKERS))
 
     # -------------------------------------------------------------- observe (reads only)
 
@@ -247,6 +255,8 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
                 start_and_verify(client, target, data.get("status"))
         elif verb == "start":
             start_and_verify(client, target, data.get("status"))
+        elif verb == "stop":  # only from execute(): the first half of a running node's delete
+            rest.set_state(client, target, "stop", force=True)
         elif verb == "delete":
             rest.delete_instance(client, target, data["running"])
         else:
@@ -261,7 +271,28 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
         rest_of = [a for a in actions if a.phase > PHASE_TEMPLATE]
         if failures:
             return failures + [(str(a), "skipped: the network or a template failed") for a in rest_of]
+        failures, rest_of = self.stop_before_deleting(client, spec, rest_of, progress)
         return failures + (super().execute(client, spec, rest_of, progress) if rest_of else [])
+
+    def stop_before_deleting(
+        self, client: Any, spec: Spec, actions: list[Action], progress: ProgressCallback | None = None
+    ) -> tuple[list[tuple[str, str]], list[Action]]:
+        """Force-stop every running instance the actions delete, all at once on the wider stop pool
+        (see STOP_WORKERS); returns the stop failures and the actions left to run: those deletes now
+        of stopped instances, without the ones whose stop failed (they are reported instead)."""
+        running = {a for a in actions if a.verb == "delete" and a.data.get("running")}
+        if not running:
+            return [], actions
+        # one phase: templates that are running too stop with the nodes
+        stops = {Action("stop", a.target, a.reason, PHASE_DELETE): a for a in running}
+        wide = dataclasses.replace(spec, max_workers=max(self.max_workers(spec), STOP_WORKERS))
+        failures = super().execute(client, wide, sorted(stops, key=str), progress)
+        failed = {text for text, _ in failures}
+        stuck = {delete for stop, delete in stops.items() if str(stop) in failed}
+        failures += [(str(a), "skipped: its stop failed") for a in actions if a in stuck]
+        left = [dataclasses.replace(a, data={**a.data, "running": False}) if a in running else a
+                for a in actions if a not in stuck]
+        return failures, left
 
     def converge(self, spec: Spec, dry_run: bool = False, progress: ProgressCallback | None = None) -> int:
         count = super().converge(spec, dry_run, progress)

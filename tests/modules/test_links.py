@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import secrets
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,10 +15,17 @@ from bench.labs import leaf_spine
 from cdk.model import Host, Placement
 from cdk.stages import links as stage
 from modules.host_shell import SshShell
-from modules.links import LinksReconciler, parse_interfaces, run_ip_batch
+from modules.links import (
+    GROUP_BASE,
+    LinksReconciler,
+    batch_lines,
+    delete_group,
+    parse_interfaces,
+    run_ip_batch,
+)
 from modules.reconcile import Action
 from tests.fakes.lxd import FakeLxd
-from tests.modules.plan_cases import cases, check_case
+from tests.modules.plan_cases import HERE, cases, check_case
 
 POOLS = {"management": "10.100.0.0/16", "loopbacks": "10.101.0.0/16", "p2p": "10.102.0.0/16",
          "servers": "10.103.0.0/16"}
@@ -83,6 +92,95 @@ def test_ip_batch_failures_are_mapped_to_their_action() -> None:
     errors = run_ip_batch([fine, broken])
     assert list(errors) == [broken]
     assert "dl-nonexist0" in errors[broken]
+
+
+def destroy_plan(observed_extra: dict[str, object] | None = None) -> list[Action]:
+    case = json.loads((HERE / "links" / "destroy_everything.json").read_text())
+    r = LinksReconciler()
+    return r.plan(r.load_spec(case["spec"]), {**case["observed"], **(observed_extra or {})})
+
+
+def test_destroy_is_one_batch_that_groups_every_interface_then_deletes_the_group() -> None:
+    actions = destroy_plan()
+    group = delete_group("distrilab:fx:", set())
+    lines, owners = batch_lines(actions)
+    assert lines == [f"link set dev {a.target} group {group}" for a in actions] + [f"link del group {group}"]
+    assert owners[:-1] == [[a] for a in actions]
+    assert owners[-1] == actions  # the one delete is every action's
+
+
+def test_the_delete_group_is_the_labs_and_never_one_another_interface_is_in() -> None:
+    mine, other = delete_group("distrilab:fx:", set()), delete_group("distrilab:fy:", set())
+    assert mine != other and mine >= GROUP_BASE
+    assert delete_group("distrilab:fx:", set()) == mine  # stable: a re-run empties the same group
+    # a foreign interface, or one the lab keeps, in that group: the next free one
+    actions = destroy_plan({"groups": ["0", str(mine)]})
+    assert {a.data["after"][0] for a in actions} == {f"link del group {mine + 1}"}
+    case = json.loads((HERE / "links" / "removed_link_is_deleted.json").read_text())
+    kept = next(n for n, i in case["observed"]["interfaces"].items() if n.startswith("dl6956l23"))
+    case["observed"]["interfaces"][kept]["group"] = str(mine)
+    r = LinksReconciler()
+    deletes = [a for a in r.plan(r.load_spec(case["spec"]), case["observed"]) if a.verb == "delete"]
+    assert deletes and {a.data["after"][0] for a in deletes} == {f"link del group {mine + 1}"}
+
+
+@dataclasses.dataclass
+class FailingShell:
+    """`ip -batch` that reports the given 1-based lines failed, as ip does reading stdin."""
+
+    failed: dict[int, str]
+
+    def run(self, cmd: Sequence[str], stdin: str | None = None, check: bool = True,
+            timeout: float | None = 600) -> subprocess.CompletedProcess[str]:
+        stderr = "".join(f"{msg}\nCommand failed -:{n}\n" for n, msg in sorted(self.failed.items()))
+        return subprocess.CompletedProcess(list(cmd), 1 if self.failed else 0, "", stderr)
+
+
+def test_a_failed_group_line_is_its_interfaces_and_a_failed_delete_is_everyones() -> None:
+    actions = destroy_plan()
+    # the second interface vanished before its line ran: only its action failed
+    errors = run_ip_batch(actions, FailingShell({2: "Cannot find device \"dl6956a758a298f\""}))
+    assert list(errors) == [actions[1]] and "dl6956a758a298f" in errors[actions[1]]
+    # the group delete failed: nothing was deleted, every action reports it (its own error first)
+    unsupported = "RTNETLINK answers: Operation not supported"
+    errors = run_ip_batch(actions, FailingShell({2: "Cannot find device", len(actions) + 1: unsupported}))
+    assert set(errors) == set(actions)
+    assert "Cannot find device" in errors[actions[1]]
+    others = [errors[a] for a in actions if a != actions[1]]
+    assert all("link del group" in e and "not supported" in e for e in others)
+
+
+@pytest.mark.e2e
+def test_destroy_deletes_the_labs_interfaces_in_one_group_and_nothing_else() -> None:
+    """Against this host's kernel: the bridges, veth pairs and VXLAN of a made-up lab go, a foreign
+    bridge in the lab's delete group stays (the plan picks another group)."""
+    lab = f"e2e{secrets.token_hex(3)}"
+    prefix = f"distrilab:{lab}:"
+    tag = lab[-6:]
+    bridges, veths, peers = ([f"dlt{tag}{k}{i}" for i in range(3)] for k in "bvp")
+    vxlan, foreign = f"dlt{tag}x0", f"dlt{tag}f0"
+    group = delete_group(prefix, set())
+    setup = [f"link add {foreign} type bridge", f"link set dev {foreign} group {group}"]
+    for bridge, veth, peer in zip(bridges, veths, peers, strict=True):
+        setup += [f"link add {bridge} type bridge", f"link set dev {bridge} alias {prefix}{bridge}",
+                  f"link add {veth} type veth peer name {peer}",
+                  f"link set dev {veth} alias {prefix}{bridge}:n:eth1 master {bridge}"]
+    setup += [f"link add {vxlan} type vxlan id {1 + secrets.randbelow(2**23)} dstport 4789 local 127.0.0.1"
+              " remote 127.0.0.2", f"link set dev {vxlan} alias {prefix}{bridges[0]} master {bridges[0]}"]
+    try:
+        subprocess.run(["ip", "-batch", "-"], input="\n".join(setup) + "\n", text=True, check=True)
+        r = LinksReconciler()
+        spec = r.load_spec({"lab": lab, "host": "local", "links": []})
+        actions = r.plan(spec, r.observe(None, spec))
+        assert sorted(a.target for a in actions) == sorted([*bridges, *veths, vxlan])
+        assert r.execute(None, spec, actions) == []
+        left = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True, check=True).stdout
+        assert not [n for n in [*bridges, *veths, *peers, vxlan] if f" {n}:" in left or f" {n}@" in left]
+        assert f" {foreign}:" in left
+        assert r.plan(spec, r.observe(None, spec)) == []
+    finally:
+        for name in [*bridges, *veths, vxlan, foreign]:
+            subprocess.run(["ip", "link", "del", "dev", name], capture_output=True, check=False)
 
 
 @dataclasses.dataclass

@@ -83,6 +83,53 @@ def test_destroy_removes_only_the_labs_objects(fake: FakeLxd, spec_data: dict[st
     assert fake.networks == {}
 
 
+def test_destroy_stops_every_running_node_then_deletes_them(fake: FakeLxd, spec_data: dict[str, Any]) -> None:
+    r = reconciler(fake)
+    spec = r.load_spec(spec_data)
+    r.converge(spec)
+    fake.instances["dl-fx-leaf-01"]["status"] = "Stopped"  # a stopped node needs no stop
+    fake.calls.clear()
+    r.converge(r.empty_spec(spec))
+    changes = [(method, path.split("/")[2]) for method, path in fake.calls
+               if method in ("PUT", "DELETE") and path.startswith("/instances/")]
+    stopped = [name for method, name in changes if method == "PUT"]
+    assert sorted(stopped) == sorted(n.instance for n in spec.nodes if n.name != "leaf-01")
+    # every stop first (on their own wider pool), then one delete per node and template
+    deleted = [name for _, name in changes[len(stopped):]]
+    assert [method for method, _ in changes] == ["PUT"] * len(stopped) + ["DELETE"] * len(deleted)
+    templates = ["dl-fx--tpl-server", "dl-fx--tpl-switch"]
+    assert sorted(deleted) == sorted([n.instance for n in spec.nodes] + templates)
+    assert fake.instances == {} and fake.networks == {}
+
+
+def test_a_failed_stop_is_reported_its_delete_skipped_and_a_rerun_finishes(
+    fake: FakeLxd, spec_data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = reconciler(fake)
+    spec = r.load_spec(spec_data)
+    r.converge(spec)
+    set_state = fake._set_state
+
+    def stuck(inst: dict[str, Any], action: str) -> Any:
+        if inst["name"] == "dl-fx-srv-01-02" and action == "stop":
+            return fake._operation(err="Failed to stop: the monitor did not answer")
+        return set_state(inst, action)
+
+    monkeypatch.setattr(fake, "_set_state", stuck)
+    with pytest.raises(ReconcileError) as err:
+        r.converge(r.empty_spec(spec))
+    assert err.value.failures == [
+        ("stop dl-fx-srv-01-02 (no longer in the lab)", "Failed to stop: the monitor did not answer"),
+        ("delete dl-fx-srv-01-02 (no longer in the lab)", "skipped: its stop failed"),
+        # still attached to the node that is left
+        ("delete-network dlm-fx (no longer in the lab)", "The network is currently in use"),
+    ]
+    assert sorted(fake.instances) == ["dl-fx-srv-01-02"]
+    monkeypatch.setattr(fake, "_set_state", set_state)  # the cause is gone: the next run finishes
+    assert r.converge(r.empty_spec(spec)) == 2  # its delete (a stop, then the delete), delete-network
+    assert fake.instances == {} and fake.networks == {}
+
+
 def test_container_that_dies_after_start_fails_the_apply(fake: FakeLxd, spec_data: dict[str, Any]) -> None:
     r = reconciler(fake)
     fake.die_on_start.add("dl-fx-srv-01-02")
