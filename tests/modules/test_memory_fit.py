@@ -46,8 +46,8 @@ def test_refused_with_the_estimate_and_what_to_change() -> None:
     with pytest.raises(MemoryFitError) as err:
         check_local_memory(lab, available=lambda: 8000, running=lambda _lab: frozenset())  # type: ignore[arg-type]
     text = str(err.value)
-    assert "896 server x 16 MiB, 100 switch/ovs x 30 MiB" in text and "8000 MiB is available" in text
-    assert "Nothing was created" in text and "fabric: {bridge: linux} saves ~1400 MiB" in text
+    assert "896 server x 14 MiB, 100 switch/ovs x 48 MiB" in text and "8000 MiB is available" in text
+    assert "Nothing was created" in text and "fabric: {bridge: linux} saves ~3400 MiB" in text
     assert "--ignore-memory" in text
 
 
@@ -71,7 +71,7 @@ def test_alcor_java_services_count_at_their_limits() -> None:
 
 
 def test_up_refuses_a_lab_too_large_for_this_machine(tmp_path: Path) -> None:
-    # 3000 nodes (~47 GiB at the measured footprints) on this machine's real MemAvailable
+    # 3000 nodes (~41 GiB at the measured footprints) on this machine's real MemAvailable
     if mem_available_mib() > 40000:
         pytest.skip("this machine has room for 3000 nodes")
     lab = {"name": "mfbig", "hosts": [{"name": "local", "capacity": 5000}], "addressing": POOLS,
