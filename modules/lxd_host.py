@@ -658,6 +658,10 @@ def stop_and_wipe(shell: Shell, spec: Spec) -> None:
 def wipe_state(shell: Shell, spec: Spec) -> None:
     """Everything a stopped daemon kept (database, certificates, pool, instance dirs) and the
     lab's claim on it."""
+    # a daemon killed mid-join leaves its mounts (devlxd, shmounts, the pool): rm cannot remove
+    # busy mount points (seen in CI: "Device or resource busy"), so they go first, deepest first
+    shell.run(["sh", "-c", f"awk '$2 ~ \"^{LXD_STATE}/\" {{print $2}}' /proc/mounts | sort -r | "
+                           "while read -r m; do umount -l \"$m\"; done; true"])
     shell.run(["sh", "-c", f"rm -rf --one-file-system {LXD_STATE}/* {CLUSTER_MARKER}"])
     if spec.pool:
         shell.run(["rm", "-rf", "--one-file-system", dir_source(spec.pool.name)], check=False)
