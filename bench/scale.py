@@ -27,6 +27,7 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.hosts import timed_apply
+from modules.memory_fit import mem_available_mib
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "scale.json"
 #: nodes -> (cores, pods, aggregations per pod, edges per pod); 14 servers per edge everywhere
@@ -48,13 +49,6 @@ def lab_file(size: int, bridge: str, folder: Path) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump(lab, sort_keys=False))
     return path
-
-
-def mem_available_mib() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemAvailable:"):
-            return int(line.split()[1]) // 1024
-    raise RuntimeError("no MemAvailable in /proc/meminfo")
 
 
 def open_files() -> int:

@@ -225,7 +225,8 @@ def check_ping(lab: Lab, lxd: Lxd, deadline: int, full: bool = False, per_host: 
         time.sleep(delay)
         # the retries run one ping at a time per source: they must not make the load that lost them
         failing = ping_pairs(lab, lxd, failing, address, deadline, per_host, parallel=1)
-    answered = [p for p in first_failures if p not in set(failing)]
+    still_failing = set(failing)
+    answered = [p for p in first_failures if p not in still_failing]
     cover = reach_pairs.coverage(nodes, pairs)
     mode = "all pairs" if full else (f"sampled: {cover.rack_pairs} rack pairs, {cover.pod_pairs} pod pairs, "
                                      f"{cover.servers} servers")

@@ -2,7 +2,7 @@
 
 `up` calls `check_local_memory` before terraform: the lab's nodes on the local host that are not
 running yet (a re-applied lab already holds its memory), at the footprints of cdk/footprint.py,
-plus Alcor's Java services when they run here, against MemAvailable less a reserve. Hosts
+plus Alcor's Java services when they run here (not the controller), against MemAvailable less a reserve. Hosts
 reached over ssh are sized by their pre-flight (modules/host_preflight.py).
 """
 
@@ -40,7 +40,8 @@ def running_instances(lab: Lab) -> frozenset[str]:
 
 
 def java_services(lab: Lab) -> dict[str, list[str | None]]:
-    """{host: [memory limit, ...]} of Alcor's services and the controller, where they run."""
+    """{host: [memory limit, ...]} of Alcor's services, on the host that runs them (the
+    controller's container is not counted: it idles while the lab comes up)."""
     from cdk.stages.alcor import control_plane_host, deployment_of
 
     deployment = deployment_of(lab)
