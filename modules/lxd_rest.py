@@ -13,14 +13,16 @@ import logging
 import shlex
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 from pylxd import client as pylxd_client
 from pylxd.exceptions import NotFound as NotFound  # re-exported for the reconcilers
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: config keys that mark ownership of every LXD object a lab creates
 LAB_KEY = "user.distrilab.lab"
@@ -169,6 +171,35 @@ def wait_operation(client: Any, response: Any, timeout: int = 120) -> dict[str, 
     if op.get("status") != "Success":
         raise LxdCallError(op.get("err") or f"operation {op_id} ended {op.get('status')}")
     return op
+
+
+#: LXD's cluster database (dqlite) timing out under load: the request was not applied and may be
+#: sent again (seen in CI on nested cluster members: "Failed creating instance record: Failed to
+#: begin transaction: context deadline exceeded")
+TRANSIENT_DB_ERRORS = ("Failed to begin transaction", "context deadline exceeded", "database is locked")
+#: seconds before each new try of a request the cluster database refused
+TRANSIENT_RETRY_DELAYS = (2.0, 5.0, 10.0)
+
+
+def is_transient(err: Exception) -> bool:
+    text = error_text(err)
+    return any(marker in text for marker in TRANSIENT_DB_ERRORS)
+
+
+def retry_transient(call: Callable[[], T], what: str, before_retry: Callable[[], None] | None = None) -> T:
+    """`call()`, sent again after a pause while it fails with a transient database error; the
+    last error is raised. `before_retry` undoes what a failed try may have left (a half-made record)."""
+    for delay in TRANSIENT_RETRY_DELAYS:
+        try:
+            return call()
+        except Exception as err:  # pylxd raises its own exceptions, LXD operations LxdCallError
+            if not is_transient(err):
+                raise
+            log.warning("%s: %s; trying again in %.0f s", what, error_text(err), delay)
+        time.sleep(delay)
+        if before_retry is not None:
+            before_retry()
+    return call()
 
 
 def error_text(err: Exception) -> str:

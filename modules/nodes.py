@@ -246,7 +246,12 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
                 "config": instance_config(spec, node, data["fingerprint"]),
                 "devices": instance_devices(spec, node),
             }
-            rest.wait_operation(client, client.api.instances.post(json=body, params=_target(spec)))
+            where = _target(spec)
+            rest.retry_transient(
+                lambda: rest.wait_operation(client, client.api.instances.post(json=body, params=where)),
+                f"create {target}",
+                before_retry=lambda: remove_partial(client, target),
+            )
             start_and_verify(client, target)
         elif verb == "update":
             patch = {k: v for k, v in (("config", data.get("config")), ("devices", data.get("devices"))) if v}
@@ -544,6 +549,15 @@ def _mark_bridge(bridge: str, lab: str) -> None:
     LXD networks: it must delete this one through LXD, not with `ip link del`."""
     subprocess.run(["ip", "link", "set", "dev", bridge, "alias", f"distrilab:{lab}:management"],
                    check=False, capture_output=True)
+
+
+def remove_partial(client: Any, name: str) -> None:
+    """Delete what a failed create left of an instance (a record without a started container)."""
+    try:
+        running = rest.status(client, name) != "Stopped"
+    except rest.NotFound:
+        return
+    rest.delete_instance(client, name, running)
 
 
 #: seconds before a failed start is tried once more

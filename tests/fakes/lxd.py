@@ -57,6 +57,8 @@ class FakeLxd:
     execs: list[tuple[str, list[str]]] = field(default_factory=list)
     #: instances that die right after a start (what exhausted inotify limits do)
     die_on_start: set[str] = field(default_factory=set)
+    #: instance -> how many of its creates time out in the cluster database (LXD's own error text)
+    busy_creates: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -177,6 +179,10 @@ class FakeLxd:
 
     def _create(self, body: dict[str, Any]) -> FakeResponse:
         name = body["name"]
+        if self.busy_creates.get(name):
+            self.busy_creates[name] -= 1
+            return self._operation(err="Failed creating instance record: Failed to begin transaction: "
+                                       "context deadline exceeded")
         if name in self.instances:
             return self._operation(err='This "instances" entry already exists')
         source = body["source"]

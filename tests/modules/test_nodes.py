@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from cdk.errors import ReconcileError
+from modules import lxd_rest as rest
 from modules import nodes
 from modules.nodes import IMAGE_KEY, TEMPLATE_KEY, NodesReconciler
 from tests.fakes.lxd import FakeLxd
@@ -137,6 +138,22 @@ def test_container_that_dies_after_start_fails_the_apply(fake: FakeLxd, spec_dat
         r.converge(r.load_spec(spec_data))
     assert [f[0] for f in err.value.failures] == ["create dl-fx-srv-01-02 (missing)"]
     assert "Stopped right after start" in err.value.failures[0][1]
+
+
+def test_a_create_the_cluster_database_times_out_is_sent_again(
+    fake: FakeLxd, spec_data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rest, "TRANSIENT_RETRY_DELAYS", (0.0, 0.0))
+    r = reconciler(fake)
+    fake.busy_creates["dl-fx-srv-01-02"] = 2  # answered on the third try
+    r.converge(r.load_spec(spec_data))
+    assert fake.instances["dl-fx-srv-01-02"]["status"] == "Running"
+
+    fake.instances.pop("dl-fx-srv-01-02")
+    fake.busy_creates["dl-fx-srv-01-02"] = 3  # busy every time: the database's error is reported
+    with pytest.raises(ReconcileError) as err:
+        r.converge(r.load_spec(spec_data))
+    assert "Failed to begin transaction" in err.value.failures[0][1]
 
 
 def test_long_lab_names_get_a_hashed_management_bridge() -> None:
