@@ -4,32 +4,40 @@ Owns nothing of its own: it removes, for lab L,
 - LXD instances, profiles and networks whose config has `user.distrilab.lab=L`,
 - LXD image aliases named `dl-L-*` (and the image itself once no other alias points at it),
   skipping images whose properties name another lab,
-- host network interfaces whose ifalias starts with `distrilab:L:` (this host only).
-Nothing without the label is ever touched. The stack's anchor resource runs it last on
-destroy, so objects of tainted stage resources (whose destroy provisioners terraform skips)
-do not outlive the lab. A clean destroy leaves no `user.distrilab.lab=L` object behind.
+- network interfaces whose ifalias starts with `distrilab:L:`, on every host of the lab.
+Nothing without the label is ever touched. The LXD objects are read and deleted through the API
+of the lab's first host (in a cluster: every member's); interfaces through each host's shell.
+The stack's `sweep` resource (cdk/sweep.py) runs it on destroy, after every stage but before the
+cluster stage dissolves the cluster: objects of tainted stage resources (whose destroy
+provisioners terraform skips) do not outlive the lab. `apply` changes nothing.
 
-    python -m modules.sweep destroy --lab L [--dry-run]
+    python -m modules.sweep destroy --spec FILE      (the stack's; see cdk/sweep.py)
+    python -m modules.sweep destroy --lab L [--dry-run]   (this machine's LXD only)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
+import os
 import re
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from cdk.errors import DistrilabError
-from modules.lxd_rest import delete_instance
+from cdk.stages.links import alias_prefix
+from cdk.sweep import HOST_ADDRESSES_ENV
+from modules.host_shell import Shell, shell_for
+from modules.links import list_links, parse_interfaces
+from modules.lxd_rest import LAB_KEY, delete_instance
 from modules.reconcile import Action, Reconciler, report_error
 
-LAB_KEY = "user.distrilab.lab"
 LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+LOCAL = {"name": "local", "kind": "local"}
 
 # deletion order: instances hold profiles, networks and images in use
 PHASE_INSTANCES, PHASE_LINKS, PHASE_PROFILES, PHASE_NETWORKS, PHASE_IMAGES = range(5)
@@ -38,8 +46,14 @@ PHASE_INSTANCES, PHASE_LINKS, PHASE_PROFILES, PHASE_NETWORKS, PHASE_IMAGES = ran
 @dataclass(frozen=True)
 class SweepSpec:
     lab: str
-    host: str = "local"
+    host: str = "*"
+    #: the LXD API that holds the lab's objects (the first host's: in a cluster, every member's)
+    cluster: dict[str, Any] = field(default_factory=lambda: dict(LOCAL))
+    #: every host whose interfaces are swept
+    hosts: tuple[dict[str, Any], ...] = (LOCAL,)
     max_workers: int = 8
+    #: False for `apply` (the lab's objects are wanted then), True for `destroy`
+    sweeping: bool = False
 
 
 @dataclass(frozen=True)
@@ -49,20 +63,24 @@ class Observed:
     networks: tuple[str, ...] = ()
     aliases: dict[str, str] = field(default_factory=dict)  # alias -> image fingerprint
     image_aliases: dict[str, tuple[str, ...]] = field(default_factory=dict)  # fingerprint -> all aliases
-    host_links: tuple[str, ...] = ()  # interface names
+    host_links: dict[str, tuple[str, ...]] = field(default_factory=dict)  # host -> interface names
+
+
+@dataclass(frozen=True)
+class Connections:
+    lxd: Any  # pylxd client
+    shells: dict[str, Shell]
 
 
 def labelled(obj: dict[str, Any], lab: str) -> bool:
     return (obj.get("config") or {}).get(LAB_KEY) == lab
 
 
-def host_links(lab: str) -> tuple[str, ...]:
-    """Interfaces of this host whose ifalias marks them as the lab's."""
-    proc = subprocess.run(["ip", "-j", "-d", "link", "show"], capture_output=True, text=True, check=True)
-    prefix = f"distrilab:{lab}:"
-    return tuple(
-        sorted(i["ifname"] for i in json.loads(proc.stdout) if (i.get("ifalias") or "").startswith(prefix))
-    )
+def with_addresses(endpoints: Sequence[dict[str, Any]], environ: dict[str, str]) -> list[dict[str, Any]]:
+    """Endpoints with the apply-time addresses (aws instances) the stack passes in the environment."""
+    known = json.loads(environ.get(HOST_ADDRESSES_ENV) or "{}")
+    return [{**e, "address": known[e["name"]]} if not e.get("address") and e.get("name") in known else dict(e)
+            for e in endpoints]
 
 
 class Sweep(Reconciler[SweepSpec, Observed]):
@@ -72,31 +90,40 @@ class Sweep(Reconciler[SweepSpec, Observed]):
         lab = data.get("lab")
         if not isinstance(lab, str) or not LAB_NAME.match(lab):
             raise DistrilabError(f"lab: must match {LAB_NAME.pattern} (got {lab!r})")
-        return SweepSpec(lab, str(data.get("host", "local")), int(data.get("max_workers", 8)))
+        hosts = with_addresses(data.get("hosts") or [LOCAL], dict(os.environ))
+        cluster = with_addresses([data.get("cluster") or LOCAL], dict(os.environ))[0]
+        workers = int(data.get("max_workers", 8))
+        return SweepSpec(lab, str(data.get("host", "*")), cluster, tuple(hosts), workers)
 
     def empty_spec(self, spec: SweepSpec) -> SweepSpec:
-        return spec
+        return dataclasses.replace(spec, sweeping=True)
 
-    def connect(self, spec: SweepSpec) -> Any:
+    def connect(self, spec: SweepSpec) -> Connections | None:
+        if not spec.sweeping:
+            return None  # apply: nothing to read
         from modules.lxd_client import connect  # imported here: plan() and its tests need no LXD
 
-        return connect(None)
+        return Connections(connect(spec.cluster), {str(h["name"]): shell_for(h) for h in spec.hosts})
 
-    def observe(self, client: Any, spec: SweepSpec) -> Observed:
+    def observe(self, client: Connections | None, spec: SweepSpec) -> Observed:
+        if client is None:
+            return Observed()
+
         def listing(endpoint: Any) -> list[dict[str, Any]]:
-            return list(endpoint.get(params={"recursion": 1}).json()["metadata"])
+            # a cluster lists what a member it cannot reach holds as null
+            return [item for item in endpoint.get(params={"recursion": 1}).json()["metadata"] if item]
 
-        instances = {i["name"]: i["status"] for i in listing(client.api.instances) if labelled(i, spec.lab)}
-        profiles = tuple(sorted(p["name"] for p in listing(client.api.profiles) if labelled(p, spec.lab)))
-        networks = tuple(
-            sorted(
-                n["name"] for n in listing(client.api.networks) if n.get("managed") and labelled(n, spec.lab)
-            )
-        )
+        api = client.lxd.api
+        instances = {i["name"]: i["status"] for i in listing(api.instances) if labelled(i, spec.lab)}
+        profiles = tuple(sorted(p["name"] for p in listing(api.profiles) if labelled(p, spec.lab)))
+        all_networks = listing(api.networks)
+        managed = {n["name"] for n in all_networks if n.get("managed")}
+        networks = tuple(sorted(n["name"] for n in all_networks
+                                if n["name"] in managed and labelled(n, spec.lab)))
         prefix = f"dl-{spec.lab}-"
         aliases: dict[str, str] = {}
         image_aliases: dict[str, tuple[str, ...]] = {}
-        for image in listing(client.api.images):
+        for image in listing(api.images):
             names = tuple(a["name"] for a in image.get("aliases") or [])
             image_lab = (image.get("properties") or {}).get("distrilab.lab")
             image_aliases[image["fingerprint"]] = names
@@ -104,8 +131,11 @@ class Sweep(Reconciler[SweepSpec, Observed]):
                 if alias.startswith(prefix) and image_lab in (None, spec.lab):
                     aliases[alias] = image["fingerprint"]
         # an LXD-managed bridge may carry the lab's ifalias too: LXD deletes it (and its dnsmasq)
-        managed = {n["name"] for n in listing(client.api.networks) if n.get("managed")}
-        links = tuple(name for name in host_links(spec.lab) if name not in managed)
+        links = {}
+        for host, shell in client.shells.items():
+            found = set(parse_interfaces(list_links(shell), alias_prefix(spec.lab))) - managed
+            if found:
+                links[host] = tuple(sorted(found))
         return Observed(instances, profiles, networks, aliases, image_aliases, links)
 
     def plan(self, spec: SweepSpec, observed: Observed) -> list[Action]:
@@ -120,8 +150,10 @@ class Sweep(Reconciler[SweepSpec, Observed]):
             for name, status in sorted(observed.instances.items())
         ]
         actions += [
-            Action("delete", f"link {name}", f"ifalias distrilab:{spec.lab}:", PHASE_LINKS)
-            for name in observed.host_links
+            Action("delete", f"link {name}", f"ifalias {alias_prefix(spec.lab)} on {host}", PHASE_LINKS,
+                   {"host": host})
+            for host, names in sorted(observed.host_links.items())
+            for name in names
         ]
         actions += [
             Action("delete", f"profile {p}", f"labelled {spec.lab}", PHASE_PROFILES)
@@ -151,29 +183,34 @@ class Sweep(Reconciler[SweepSpec, Observed]):
                 actions += [Action("delete", f"alias {a}", reason, PHASE_IMAGES) for a in mine]
         return actions
 
-    def execute_action(self, client: Any, spec: SweepSpec, action: Action) -> None:
+    def execute_action(self, client: Connections | None, spec: SweepSpec, action: Action) -> None:
+        assert client is not None, "apply plans nothing"
         kind, name = action.target.split(" ", 1)
         if kind == "instance":
-            delete_instance(client, name, running=action.data.get("status") != "Stopped")
+            delete_instance(client.lxd, name, running=action.data.get("status") != "Stopped")
         elif kind == "link":
-            subprocess.run(["ip", "link", "del", name], capture_output=True, text=True, check=True)
+            client.shells[action.data["host"]].run(["ip", "link", "del", name])
         elif kind == "profile":
-            client.profiles.get(name).delete()
+            client.lxd.profiles.get(name).delete()
         elif kind == "network":
-            client.networks.get(name).delete()
+            client.lxd.networks.get(name).delete()
         elif kind == "image":
-            client.images.get(action.data["fingerprint"]).delete(wait=True)
+            client.lxd.images.get(action.data["fingerprint"]).delete(wait=True)
         else:
-            client.api.images.aliases[name].delete()
+            client.lxd.api.images.aliases[name].delete()
 
     def main(self, argv: Sequence[str] | None = None) -> int:
-        """`destroy --lab LAB [--dry-run]`: exit 0 swept, 1 something could not be deleted, 2 bad usage."""
+        """The stack's `apply|destroy --spec FILE`, or `destroy --lab LAB [--dry-run]` for this
+        machine's LXD: exit 0 swept, 1 something could not be deleted, 2 bad usage."""
+        args_in = list(sys.argv[1:] if argv is None else argv)
+        if "--lab" not in args_in:
+            return super().main(args_in)
         parser = argparse.ArgumentParser(prog="python -m modules.sweep")
         parser.add_argument("command", choices=["destroy"])
         parser.add_argument("--lab", required=True)
         parser.add_argument("--dry-run", action="store_true")
         parser.add_argument("--max-workers", type=int, default=8)
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_in)
         logging.basicConfig(level=logging.INFO, format=f"[{self.name}] %(message)s")
         try:
             spec = self.load_spec({"lab": args.lab, "max_workers": args.max_workers})
@@ -181,7 +218,7 @@ class Sweep(Reconciler[SweepSpec, Observed]):
             print(f"[{self.name}] {err}", file=sys.stderr)
             return 2
         try:
-            self.converge(spec, dry_run=args.dry_run)
+            self.converge(self.empty_spec(spec), dry_run=args.dry_run)
         except DistrilabError as err:
             report_error(err)
             return 1

@@ -20,7 +20,7 @@ from cdk.model import Lab
 from cdk.stages import Stage
 from stacks.app import DEFAULT_OUTDIR, synthesize
 from stacks.drift import Drift, find_drift
-from stacks.lab_stack import ANCHOR, Paths
+from stacks.lab_stack import ANCHOR, SWEEP, Paths
 from stacks.terraform import ApplyResult, EventCallback, PlanResult, Terraform, TerraformBinary
 
 
@@ -52,6 +52,10 @@ def synth(
     # copied at once: a concurrent `npx cdktf synth` of another lab may delete stack_dir
     (workdir / "cdk.tf.json").write_bytes((stack_dir / "cdk.tf.json").read_bytes())
     resources = {f"terraform_data.{ANCHOR}": (ANCHOR, "*")}
+    # in the stack's order: the sweep comes right after the cluster stage
+    resources.update({f"terraform_data.{s.resource_id}": (s.stage.name, s.host) for s in stack.specs
+                      if s.stage.name == "cluster"})
+    resources[f"terraform_data.{SWEEP}"] = (SWEEP, "*")
     resources.update({f"terraform_data.{s.resource_id}": (s.stage.name, s.host) for s in stack.specs})
     stage_specs = tuple(
         (f"terraform_data.{s.resource_id}", s.stage.name, s.stage.module, s.host, s.hash, s.spec)

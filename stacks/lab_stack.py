@@ -12,8 +12,10 @@ provisioners, so the new resource's apply must converge the stage on its own (re
 owned objects their spec no longer lists); the generation check guards any other path.
 The destroy provisioner finds the spec the resource was *created* from through `self.input.hash`
 (spec files are content-addressed and kept under `.distrilab/specs/<lab>/`, which synth never wipes).
-The anchor's destroy runs last and sweeps every object carrying the lab's label (modules/sweep.py):
-the safety net for tainted resources whose destroy provisioners terraform skips.
+The `sweep` resource, after the cluster stage and before the others, removes on destroy every
+object still carrying the lab's label (cdk/sweep.py, modules/sweep.py): the safety net for tainted
+resources whose destroy provisioners terraform skips. It runs before the cluster is dissolved:
+a leftover network in a dissolved cluster's database kept a dnsmasq on the next lab's address.
 
 Labs with `kind: aws` hosts also get the AWS provider resources (stacks/aws_hosts.py). An aws
 host's address exists only once its instance does, after synth wrote the spec files, so every
@@ -40,13 +42,14 @@ from constructs import Construct
 import cdk.stages
 from cdk.model import Lab
 from cdk.stages import Stage
+from cdk.sweep import HOST_ADDRESSES_ENV, SWEEP, sweep_spec
 from stacks.aws_hosts import AwsHosts, add_aws_hosts
 from stacks.paths import REPO_ROOT, Paths
 
-__all__ = ["ANCHOR", "REPO_ROOT", "LabStack", "Paths", "StageSpec", "stage_specs"]
+__all__ = ["ANCHOR", "REPO_ROOT", "SWEEP", "LabStack", "Paths", "StageSpec", "stage_specs"]
 
 
-#: the resource every stage depends on; its destroy provisioner sweeps the lab's leftovers
+#: the resource every stage depends on
 ANCHOR = "lab"
 #: what a stage's provisioners get for an aws host (modules/lxd_host.py reads them)
 HOST_ADDRESS_ENV = "DISTRILAB_HOST_ADDRESS"  # public: ssh and the LXD API from this machine
@@ -145,23 +148,23 @@ class LabStack(cdktn.TerraformStack):
         self._write_specs(stack_dir)
         cdktn.LocalBackend(self, path=str(self.paths.state_file(lab.name)))
 
-        self.anchor = cdktn.TerraformResource(
-            self,
-            ANCHOR,
-            terraform_resource_type="terraform_data",
-            provisioners=[self._exec(f"-m modules.sweep destroy --lab {lab.name}", when_destroy=True)],
-        )
-        # constant input: the anchor must never be replaced (its destroy wipes the lab)
+        self.anchor = cdktn.TerraformResource(self, ANCHOR, terraform_resource_type="terraform_data")
+        # constant input: the anchor must never be replaced
         self.anchor.add_override("input", {"lab": lab.name})
         # instances for aws hosts; adds nothing (and imports no provider) for other labs
         self.aws: AwsHosts = add_aws_hosts(self, lab, aws_client_cert)
 
         self.resources: dict[str, cdktn.TerraformResource] = {}
+        self.sweep: cdktn.TerraformResource | None = None
         previous: list[cdktn.TerraformResource] = [self.anchor]
         for stage in stages:
+            if stage.name != "cluster" and self.sweep is None:
+                previous = [self._sweep_resource(previous)]
             current = [self._stage_resource(s, previous) for s in self.specs if s.stage.name == stage.name]
             if current:
                 previous = current
+        if self.sweep is None:
+            self._sweep_resource(previous)
 
         # the inventory is large (a record per node): passing it through jsii costs ~0.4 s at 1000
         # nodes, so it goes to a content-addressed file that terraform reads for the output
@@ -209,6 +212,30 @@ class LabStack(cdktn.TerraformStack):
             environment={"PYTHONPATH": str(self.paths.repo), "PYTHONUNBUFFERED": "1", **(environment or {})},
             when="destroy" if when_destroy else None,
         )
+
+    def _sweep_resource(self, depends_on: list[cdktn.TerraformResource]) -> cdktn.TerraformResource:
+        """The lab's sweep (cdk/sweep.py): after the cluster stage, before every other stage, so
+        its destroy runs once the stages are gone and while the lab's LXD cluster still exists.
+        Only `destroy` runs it; a changed spec (hosts) is an in-place update of `input`, never a
+        replacement (a replacement's deposed object would be destroyed: measured, without its
+        provisioners; still, nothing may sweep a lab that lives on)."""
+        text = canonical_json(sweep_spec(self.lab))
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        self._write_file(spec_file_name(SWEEP, "all", digest), text)
+        destroy_spec = self.specs_dir / f"{SWEEP}@all-${{substr(self.input.hash, 0, 12)}}.json"
+        addresses = dict(self.aws.public_addresses)
+        environment = {HOST_ADDRESSES_ENV: "${jsonencode(self.input.addresses)}"} if addresses else {}
+        self.sweep = cdktn.TerraformResource(
+            self,
+            SWEEP,
+            terraform_resource_type="terraform_data",
+            depends_on=list(depends_on),
+            provisioners=[self._exec(f"-m modules.sweep destroy --spec {destroy_spec}",
+                                     when_destroy=True, environment=environment)],
+        )
+        self.sweep.add_override("input", {"lab": self.lab.name, "hash": digest,
+                                          **({"addresses": addresses} if addresses else {})})
+        return self.sweep
 
     def _aws_addresses(self, s: StageSpec) -> dict[str, str]:
         """The apply-time addresses a stage on an aws host needs, as terraform references (empty

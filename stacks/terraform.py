@@ -279,6 +279,14 @@ class Terraform:
             )
         return proc.stdout
 
+    def taint(self, address: str) -> None:
+        """`terraform taint`: the resource is replaced by the next apply, and destroyed (as after a
+        failed create) without its destroy-time provisioners."""
+        proc = subprocess.run(self._argv("taint", "-no-color", address), cwd=self.workdir, env=self.env,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise TerraformError(f"terraform taint {address} failed:\n{(proc.stderr or proc.stdout).strip()}")
+
     def validate(self) -> tuple[Diagnostic, ...]:
         proc = subprocess.run(
             self._argv("validate", "-json", "-no-color"),

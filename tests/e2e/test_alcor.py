@@ -167,7 +167,8 @@ def deployed(lab_name: str, tmp_path_factory: pytest.TempPathFactory):  # type: 
         reconciler.converge(reconciler.empty_spec(alcor.load(spec)))
         for reconciler, spec in reversed(stages):
             reconciler.converge(reconciler.empty_spec(spec))
-        Sweep().converge(Sweep().load_spec({"lab": lab.name}))
+        sweep = Sweep()
+        sweep.converge(sweep.empty_spec(sweep.load_spec({"lab": lab.name})))
 
 
 def controller_spec(lab: Lab, reports: Path) -> controller.Spec:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cdk.errors import DistrilabError
+from cdk.sweep import HOST_ADDRESSES_ENV
 from modules.sweep import (
     PHASE_IMAGES,
     PHASE_INSTANCES,
@@ -17,7 +18,7 @@ from modules.sweep import (
     labelled,
 )
 
-SPEC = SweepSpec("lab1")
+SPEC = SweepSpec("lab1", sweeping=True)
 
 
 def test_nothing_labelled_plans_nothing() -> None:
@@ -29,17 +30,19 @@ def test_everything_labelled_goes_in_dependency_order() -> None:
         instances={"dl-lab1-a": "Running", "dl-lab1-b": "Stopped"},
         profiles=("dl-lab1-p",),
         networks=("dlm-lab1",),
-        host_links=("dl1veth",),
+        host_links={"h2": ("dl1veth",), "h1": ("dl1x",)},
     )
     actions = Sweep().plan(SPEC, observed)
     assert [(a.phase, a.target) for a in actions] == [
         (PHASE_INSTANCES, "instance dl-lab1-a"),
         (PHASE_INSTANCES, "instance dl-lab1-b"),
+        (PHASE_LINKS, "link dl1x"),
         (PHASE_LINKS, "link dl1veth"),
         (PHASE_PROFILES, "profile dl-lab1-p"),
         (PHASE_NETWORKS, "network dlm-lab1"),
     ]
     assert actions[0].data == {"status": "Running"}
+    assert actions[3].data == {"host": "h2"} and "on h2" in str(actions[3])  # deleted through h2's shell
     assert PHASE_INSTANCES < PHASE_LINKS < PHASE_PROFILES < PHASE_NETWORKS < PHASE_IMAGES
 
 
@@ -71,3 +74,25 @@ def test_bad_lab_names_are_refused(bad: object) -> None:
 def test_command_line_refuses_a_bad_lab(capsys: pytest.CaptureFixture[str]) -> None:
     assert Sweep().main(["destroy", "--lab", "BAD"]) == 2
     assert "must match" in capsys.readouterr().err
+
+
+def test_apply_reads_nothing_and_changes_nothing() -> None:
+    sweep = Sweep()
+    spec = sweep.load_spec({"lab": "lab1"})
+    assert not spec.sweeping and sweep.connect(spec) is None
+    assert sweep.observe(None, spec) == Observed()
+    assert sweep.empty_spec(spec).sweeping  # only destroy sweeps
+
+
+def test_hosts_whose_address_comes_at_apply_get_it_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(HOST_ADDRESSES_ENV, '{"aws-1": "203.0.113.7"}')
+    spec = Sweep().load_spec({
+        "lab": "lab1",
+        "cluster": {"name": "aws-1", "kind": "aws", "address": None, "lab": "lab1"},
+        "hosts": [{"name": "aws-1", "kind": "aws", "address": None, "lab": "lab1"},
+                  {"name": "h2", "kind": "ssh", "address": "10.0.0.2", "lab": "lab1"}],
+    })
+    assert spec.cluster["address"] == "203.0.113.7"
+    assert [h["address"] for h in spec.hosts] == ["203.0.113.7", "10.0.0.2"]

@@ -24,10 +24,10 @@ def synth(lab: Lab, paths: Paths, stages: tuple[Stage, ...] = FIXTURE_STAGES) ->
     return json.loads(cdktn.Testing.synth(stack))
 
 
-def test_one_resource_per_stage_and_host_plus_anchor(two_host_lab: Lab, paths: Paths) -> None:
+def test_one_resource_per_stage_and_host_plus_anchor_and_sweep(two_host_lab: Lab, paths: Paths) -> None:
     resources = resources_of(synth(two_host_lab, paths))
-    assert len(resources) == len(FIXTURE_STAGES) * len(two_host_lab.hosts) + 1
-    assert set(resources) == {"lab", "markers_a", "markers_b", "manifest_a", "manifest_b"}
+    assert len(resources) == len(FIXTURE_STAGES) * len(two_host_lab.hosts) + 2
+    assert set(resources) == {"lab", "sweep", "markers_a", "markers_b", "manifest_a", "manifest_b"}
     assert resources["markers_a"]["input"]["stage"] == "markers"
     assert resources["markers_b"]["input"]["host"] == "b"
 
@@ -63,24 +63,50 @@ def test_provisioner_commands(two_host_lab: Lab, paths: Paths) -> None:
         assert provisioner["environment"]["PYTHONPATH"] == str(paths.repo)
 
 
-def test_anchor_sweeps_the_lab_on_destroy_and_never_changes(two_host_lab: Lab, paths: Paths) -> None:
+def test_anchor_has_no_provisioner_and_never_changes(two_host_lab: Lab, paths: Paths) -> None:
     anchor = resources_of(synth(two_host_lab, paths))["lab"]
-    (only,) = anchor["provisioner"]
-    assert only["local-exec"]["when"] == "destroy"
-    assert only["local-exec"]["command"] == f"{paths.python} -m modules.sweep destroy --lab dlstk-t"
+    assert "provisioner" not in anchor
     assert anchor["input"] == {"lab": "dlstk-t"}
     assert "triggers_replace" not in anchor
+
+
+def test_sweep_runs_on_destroy_only_from_the_spec_it_last_had(two_host_lab: Lab, paths: Paths) -> None:
+    sweep = resources_of(synth(two_host_lab, paths))["sweep"]
+    (only,) = sweep["provisioner"]
+    assert only["local-exec"]["when"] == "destroy"
+    spec_file = paths.specs_dir / "dlstk-t" / "sweep@all-${substr(self.input.hash, 0, 12)}.json"
+    assert only["local-exec"]["command"] == f"{paths.python} -m modules.sweep destroy --spec {spec_file}"
+    digest = sweep["input"]["hash"]
+    assert sweep["input"] == {"lab": "dlstk-t", "hash": digest}
+    # never replaced: a changed spec is an in-place update, which runs no provisioner
+    assert "triggers_replace" not in sweep and "lifecycle" not in sweep
+    spec = json.loads((paths.specs_dir / "dlstk-t" / f"sweep@all-{digest[:12]}.json").read_text())
+    assert spec["cluster"]["name"] == "a" and [h["name"] for h in spec["hosts"]] == ["a", "b"]
 
 
 def test_depends_on_follows_stage_order(two_host_lab: Lab, paths: Paths) -> None:
     resources = resources_of(synth(two_host_lab, paths))
     assert "depends_on" not in resources["lab"]
+    assert resources["sweep"]["depends_on"] == ["terraform_data.lab"]  # no cluster stage here
     for host in ("a", "b"):
-        assert resources[f"markers_{host}"]["depends_on"] == ["terraform_data.lab"]
+        assert resources[f"markers_{host}"]["depends_on"] == ["terraform_data.sweep"]
         assert resources[f"manifest_{host}"]["depends_on"] == [
             "terraform_data.markers_a",
             "terraform_data.markers_b",
         ]
+
+
+def test_the_sweep_comes_after_the_cluster_stage_and_before_the_others(paths: Paths) -> None:
+    """Destroyed in reverse: every stage first, then the sweep, then the cluster stage (which may
+    dissolve the cluster the sweep talks to)."""
+    import cdk.stages
+    from bench.labgen import leaf_spine_lab
+
+    lab = leaf_spine_lab("dlstk-t", hosts=("a", "b"))
+    resources = resources_of(synth(lab, paths, cdk.stages.STAGES[:3]))
+    assert resources["sweep"]["depends_on"] == ["terraform_data.cluster_a", "terraform_data.cluster_b"]
+    assert resources["images_a"]["depends_on"] == ["terraform_data.sweep"]
+    assert resources["cluster_a"]["depends_on"] == ["terraform_data.lab"]
 
 
 def test_create_before_destroy_and_triggers(two_host_lab: Lab, paths: Paths) -> None:

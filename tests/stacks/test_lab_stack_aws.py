@@ -23,6 +23,7 @@ import yaml
 
 from cdk.model import Lab
 from cdk.pipeline import lab_from_dict
+from cdk.sweep import HOST_ADDRESSES_ENV
 from stacks.lab_stack import (
     BOOTSTRAP_ADDRESS_ENV,
     HOST_ADDRESS_ENV,
@@ -87,11 +88,12 @@ def test_cluster_stage_waits_for_the_instances_and_joiners_for_the_first_host(tf
         *instances,
         "terraform_data.cluster_aws-1",
     ]
-    # later stages wait for the cluster stage as before, not for the instances directly
-    assert resources["images_aws-1"]["depends_on"] == [
+    # the sweep, then later stages, wait for the cluster stage, not for the instances directly
+    assert resources["sweep"]["depends_on"] == [
         "terraform_data.cluster_aws-1",
         "terraform_data.cluster_aws-2",
     ]
+    assert resources["images_aws-1"]["depends_on"] == ["terraform_data.sweep"]
 
 
 @needs_provider
@@ -118,7 +120,7 @@ def test_cluster_stage_gets_the_instance_addresses(tf: dict[str, Any]) -> None:
 def test_a_replaced_instance_replaces_every_stage_of_its_host(tf: dict[str, Any]) -> None:
     # terraform_data re-runs its provisioners only when replaced: a changed `input` is an in-place
     # update (measured, terraform 1.11), so the addresses go into triggers_replace as well
-    stage_resources = {k: v for k, v in resources_of(tf).items() if k != "lab"}
+    stage_resources = {k: v for k, v in resources_of(tf).items() if k not in ("lab", "sweep")}
     assert {k.rsplit("_", 1)[0] for k in stage_resources} == {"cluster", "images", "nodes", "links", "fabric"}
     for name, resource in stage_resources.items():
         host = resource["input"]["host"]
@@ -129,6 +131,14 @@ def test_a_replaced_instance_replaces_every_stage_of_its_host(tf: dict[str, Any]
         assert (first, sorted(rest)) == (resource["input"]["hash"], sorted(addresses.values())), name
         create, _ = environments(resource)
         assert {k: v for k, v in create.items() if k not in BASE_ENV} == addresses, name
+
+
+@needs_provider
+def test_the_sweep_reaches_the_instances_through_its_input(tf: dict[str, Any]) -> None:
+    sweep = resources_of(tf)["sweep"]
+    assert sweep["input"]["addresses"] == {"aws-1": public("aws-1"), "aws-2": public("aws-2")}
+    (only,) = sweep["provisioner"]
+    assert only["local-exec"]["environment"][HOST_ADDRESSES_ENV] == "${jsonencode(self.input.addresses)}"
 
 
 @needs_provider
@@ -212,8 +222,12 @@ def test_lab_without_aws_hosts_is_unchanged_and_never_imports_the_provider(tmp_p
     tf = result["tf"]
     assert sorted(tf["resource"]) == ["terraform_data"]
     assert "provider" not in tf and sorted(tf["output"]) == ["inventory"]
-    for name, resource in resources_of(tf).items():
-        if name == "lab":
+    resources = resources_of(tf)
+    assert resources["sweep"]["input"] == {"lab": resources["lab"]["input"]["lab"],
+                                           "hash": resources["sweep"]["input"]["hash"]}  # no addresses
+    assert set(resources["sweep"]["provisioner"][0]["local-exec"]["environment"]) == BASE_ENV
+    for name, resource in resources.items():
+        if name in ("lab", "sweep"):
             continue
         # the shape every stage resource had before aws hosts were wired in
         assert sorted(resource["input"]) == ["hash", "host", "stage"], name

@@ -62,6 +62,19 @@ def test_plan_detects_changes(tmp_path: Path, binary: TerraformBinary) -> None:
     assert "terraform_data.y" not in plan.by_address()
 
 
+def test_a_tainted_resource_is_replaced_and_a_missing_one_refused(
+    tmp_path: Path, binary: TerraformBinary
+) -> None:
+    folder = write_config(tmp_path / "cfg", {"x": {"input": "one"}})
+    tf = Terraform(folder, binary)
+    tf.init()
+    tf.apply()
+    tf.taint("terraform_data.x")
+    assert tf.plan().by_address()["terraform_data.x"].action == "replace"
+    with pytest.raises(TerraformError, match=r"terraform taint terraform_data\.nope failed"):
+        tf.taint("terraform_data.nope")
+
+
 def test_apply_streams_events_and_provisioner_lines(tmp_path: Path, binary: TerraformBinary) -> None:
     folder = write_config(
         tmp_path / "cfg", {"a": {"input": "1", "provisioner": [echo("hello-from-a", "line-two")]}}

@@ -69,6 +69,7 @@ def test_up_replace_down(
     state = json.loads(Paths.for_repo().state_file(LAB).read_text())
     assert {r["name"] for r in state["resources"]} == {
         "lab",
+        "sweep",
         "markers_a",
         "markers_b",
         "manifest_a",
@@ -107,7 +108,7 @@ def test_up_replace_down(
     generation = Paths.for_repo().state_dir / LAB / "files@manifest@a.generation"
     assert generation.read_text().strip() == ids["manifest_a"]  # the new resource is current
 
-    # something labelled with the lab that no stage owns: the anchor's sweep removes it last
+    # something labelled with the lab that no stage owns: the sweep removes it after the stages
     lxc("profile", "create", PROFILE)
     lxc("profile", "set", PROFILE, "user.distrilab.lab", LAB)
     assert cli.main(["down", str(second)]) == 0
