@@ -64,7 +64,7 @@ PROGRAMS: tuple[Program, ...] = tuple(
         *_programs("host", "debootstrap", "debootstrap", "node images from Debian packages"),
         *_programs("host", "zstd", "zstd", "packs images"),
         *_programs("host", "tar", "tar", "packs images"),
-        *_programs("host", "coreutils", "cat cp du env mkdir rm test chroot nproc", "basic file steps"),
+        *_programs("host", "coreutils", "cat cp du env mkdir rm tail test chroot nproc", "basic file steps"),
         *_programs("host", "dash", "sh", "shell one-liners"),
         *_programs("host", "grep", "grep", "reads /proc files on hosts"),
         *_programs("host", "dpkg", "dpkg-query", "which packages a host already has"),

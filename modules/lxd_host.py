@@ -444,7 +444,30 @@ def start_daemon(shell: Shell, systemd: bool) -> None:
         daemon = f"echo $$ > {LXD_PID_FILE}; exec lxd --group root --logfile {LXD_LOG}"
         line = f"setsid sh -c '{daemon}' </dev/null >/dev/null 2>>{LXD_LOG}.stderr &"
         shell.run(["sh", "-c", line])
-    shell.run(["lxd", "waitready", "--timeout=60"], timeout=90)
+    wait_ready(shell, alive=None if systemd else lambda: daemon_alive(shell))
+
+
+#: a daemon that is alive but not ready is given this many minute-long waits: a cluster member
+#: back from a restart waits for its peers' database before it opens its socket
+READY_WAITS = 3
+
+
+def wait_ready(shell: Shell, alive: Callable[[], bool] | None) -> None:
+    """`lxd waitready`, a minute at a time while the daemon lives; the daemon's last words when not."""
+    for _ in range(READY_WAITS):
+        waited = shell.run(["lxd", "waitready", "--timeout=60"], timeout=90, check=False)
+        if waited.returncode == 0:
+            return
+        if alive is not None and not alive():
+            break
+    # the shell's tail is that of the daemon's log: why it died or what it waits for
+    tail = shell.run(["sh", "-c", f"tail -n 12 {LXD_LOG}.stderr {LXD_LOG}"], check=False).stdout
+    raise ShellError(shell.name, "lxd waitready --timeout=60", waited.returncode,
+                     f"{waited.stderr.strip()}\n{tail}")
+
+
+def daemon_alive(shell: Shell) -> bool:
+    return shell.run(["sh", "-c", f"kill -0 \"$(cat {LXD_PID_FILE})\""], check=False).returncode == 0
 
 
 def wait_member_online(shell: Shell, member: str, timeout: float = 180) -> None:

@@ -14,6 +14,7 @@ from cdk.errors import DistrilabError, ReconcileError
 from cdk.stages.cluster import POOL, SYSCTLS
 from modules.host_shell import LocalShell, ShellError, SshShell, lxd_query, shell_for
 from modules.lxd_host import (
+    READY_WAITS,
     ClusterSpec,
     Facts,
     LxdHost,
@@ -284,6 +285,22 @@ def test_daemon_starts_detached_without_systemd_and_waits() -> None:
     shell = RecordingShell()
     start_daemon(shell, systemd=True)
     assert shell.commands[0][0] == "systemctl start lxd"
+
+
+def test_a_daemon_slow_to_get_ready_is_waited_for_and_a_dead_one_reported_with_its_log() -> None:
+    slow = RecordingShell({"lxd waitready": (1, "")})  # alive (kill -0 answers 0) but never ready
+    with pytest.raises(ShellError) as err:
+        start_daemon(slow, systemd=False)
+    waits = [c for c, _ in slow.commands if c.startswith("lxd waitready")]
+    assert len(waits) == READY_WAITS == 3
+
+    dead = RecordingShell({"lxd waitready": (1, ""), "sh -c kill -0": (1, ""),
+                           "sh -c tail -n 12": (0, "Error: failed to open cluster database")})
+    with pytest.raises(ShellError) as err:
+        start_daemon(dead, systemd=False)
+    assert len([c for c, _ in dead.commands if c.startswith("lxd waitready")]) == 1  # no point waiting
+    assert "failed to open cluster database" in str(err.value)
+    assert "/var/log/lxd-distrilab.log" in next(c for c, _ in dead.commands if "tail" in c)
 
 
 class HangingInit(RecordingShell):
