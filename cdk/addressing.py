@@ -23,6 +23,8 @@ Addresses follow each object's identity, not its rank among all objects, so a sm
   (P-1)*16 + E-1 for edge-P-E (E <= 16); a server takes host H of its rack /24 (H = the last number
   in its name, 1..254), with the pool's prefix length because servers are on-link with each other
   across the L2 fabric. Host numbers 1..254 of a /24 are never the pool's network or broadcast.
+  In a routed fabric (mode l3) servers take the /24 itself and hosts 1..253: the rack switch
+  holds .254, the servers' gateway.
 
 The homes fit /16 pools (the defaults); the 996-node labs/clos-1000.yaml uses management homes up
 to 10.210.113.x. Alcor's containers and the controller take the pool's highest free addresses.
@@ -386,12 +388,16 @@ def _management_slots(network: IPv4Network) -> tuple[int, int]:
     return _offsets(network, first_host(network) + 1)
 
 
-def assign(topology: Topology, pools: AddressPools, mtu: int = 1500) -> Addressing:
+def assign(topology: Topology, pools: AddressPools, mtu: int = 1500, routed: bool = False) -> Addressing:
     """Address every node, switch, switch link and server of `topology`.
 
+    `routed` (a fabric of mode l3): servers are on-link only inside their rack, so they take the
+    rack's /24 prefix, and the rack switch takes the rack's last host address (.254) as their
+    gateway; servers then number 1..253.
     Pure and deterministic. Raises PoolExhausted when a pool is too small, PoolOverlap when two
     pools overlap, ValueError for a malformed pool or an MTU outside 576..9216.
     """
+    rack_hosts = RACK_HOSTS - 1 if routed else RACK_HOSTS
     if not MTU_MIN <= mtu <= MTU_MAX:
         raise ValueError(f"mtu must be between {MTU_MIN} and {MTU_MAX} (got {mtu})")
     if clashes := overlaps(pools):
@@ -412,9 +418,9 @@ def assign(topology: Topology, pools: AddressPools, mtu: int = 1500) -> Addressi
     ):
         if needed > have[pool_name]:
             raise PoolExhausted(pool_name, needed, have[pool_name], what)
-    if need.largest_rack and need.largest_rack[1] > RACK_HOSTS:
+    if need.largest_rack and need.largest_rack[1] > rack_hosts:
         rack, count = need.largest_rack
-        raise PoolExhausted("servers", count, RACK_HOSTS, f"addresses in the /{RACK_PREFIX} of rack {rack}")
+        raise PoolExhausted("servers", count, rack_hosts, f"addresses in the /{RACK_PREFIX} of rack {rack}")
 
     management = parse_pool(pools.management)
     gateway = first_host(management)
@@ -444,19 +450,23 @@ def assign(topology: Topology, pools: AddressPools, mtu: int = 1500) -> Addressi
         for rack, ordinal in sorted(rack_ordinals.items())
     }
     facing = rack_interfaces(topology)
+    server_prefix = RACK_PREFIX if routed else server_pool.prefixlen
     server_addresses = []
     for rack, servers in racks.items():
-        hosts = place(servers, {s: host_in_rack(s) for s in servers}, 1, RACK_HOSTS)
+        hosts = place(servers, {s: host_in_rack(s) for s in servers}, 1, rack_hosts)
         server_addresses += [
             InterfaceAddress(
                 node=server,
                 interface=facing[server],
                 address=str(
-                    IPv4Interface((rack_subnets[rack].network_address + hosts[server], server_pool.prefixlen))
+                    IPv4Interface((rack_subnets[rack].network_address + hosts[server], server_prefix))
                 ),
             )
             for server in servers
         ]
+    # the rack's last host address: the servers' gateway in a routed fabric
+    last_host = {rack: subnet.broadcast_address - 1 for rack, subnet in rack_subnets.items()}
+    gateways = {rack: str(IPv4Interface((a, RACK_PREFIX))) for rack, a in last_host.items()} if routed else {}
 
     base = management.network_address
     return Addressing(
@@ -478,6 +488,7 @@ def assign(topology: Topology, pools: AddressPools, mtu: int = 1500) -> Addressi
         servers=tuple(sorted(server_addresses, key=lambda s: s.node)),
         rack_subnets={rack: str(subnet) for rack, subnet in rack_subnets.items()},
         mtu=mtu,
+        rack_gateways=gateways,
     )
 
 

@@ -43,7 +43,7 @@ import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
 from cdk.aws import check_aws_hosts
-from cdk.errors import LabFileError, Problem
+from cdk.errors import DistrilabError, LabFileError, Problem
 from cdk.model import SERVER_ROLES, SWITCH_ROLES, FabricSettings, Host, Limits, LxdSettings
 from cdk.topology import GENERATORS  # each kind's parameter schema is part of the lab schema
 
@@ -61,6 +61,8 @@ DEFAULT_POOLS: dict[str, str] = {
 POOL_NAMES = tuple(DEFAULT_POOLS)
 DEFAULT_MTU = 1500
 DEFAULT_IMAGES: dict[str, str] = {"server": "server", "switch": "switch"}
+#: the switch image of a routed fabric, and the package it must install
+ROUTER_IMAGE, FRR_PACKAGE = "router", "frr"
 DEFAULT_PLACEMENT = "partition"
 PLACEMENT_STRATEGIES = ("round-robin", "partition", "file")
 #: keys of `images` and `resources`: a node role, or a node kind (switch/server)
@@ -359,7 +361,11 @@ def lab_schema(topology_schema: Mapping[str, Any] | None, kinds: Iterable[str]) 
                             "enum": ["ovs", "linux"],
                             "x-hint": "linux: kernel bridges with STP, for large labs on hosts without "
                                       "the openvswitch module (userspace OVS switches cost CPU at idle)",
-                        }
+                        },
+                        "mode": {
+                            "enum": ["l2", "l3"],
+                            "x-hint": "l2: one bridged domain; l3: routed links with eBGP and ECMP (FRR)",
+                        },
                     }
                 ),
                 "alcor": {
@@ -485,10 +491,13 @@ def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
         for path, message, value, hint in check_aws_hosts(data.get("hosts", []), pools):
             problems.add(path, message, value, hint)
     fabric = FabricSettings(**data.get("fabric", {})) if valid("fabric") else FabricSettings()
-    # Linux-bridge switches need no Open vSwitch: the server image has iproute2's bridge tools
-    defaults = {**DEFAULT_IMAGES, "switch": "server"} if fabric.bridge == "linux" else DEFAULT_IMAGES
-    images = {**defaults, **data.get("images", {})} if valid("images") else {}
+    if fabric.mode == "l3" and "bridge" in data.get("fabric", {}):
+        problems.add(("fabric", "bridge"), "applies to the l2 fabric only", fabric.bridge,
+                     "a routed fabric (mode: l3) bridges nothing but each rack's servers: remove it")
+    images = {**default_images(fabric), **data.get("images", {})} if valid("images") else {}
     _check_recipes(images, recipes_dir or RECIPES_DIR, problems)
+    if fabric.mode == "l3" and valid("images"):
+        _check_routers(images, recipes_dir or RECIPES_DIR, problems)
     placement_file = _check_placement(data, source, problems) if valid("placement") else None
     problems.raise_if_any()  # every check above passed, so the types below are as the schema says
 
@@ -596,6 +605,32 @@ def _check_pools(data: dict[str, Any], problems: Problems) -> dict[str, str]:
         elif str(network) != text:
             problems.add(path, "has host bits set", text, f"use {network}")
     return pools
+
+
+def default_images(fabric: FabricSettings) -> dict[str, str]:
+    """Switches of a routed fabric run FRR (`router`); Linux-bridge switches need no Open vSwitch:
+    the server image has iproute2's bridge tools."""
+    if fabric.mode == "l3":
+        return {**DEFAULT_IMAGES, "switch": ROUTER_IMAGE}
+    return {**DEFAULT_IMAGES, "switch": "server"} if fabric.bridge == "linux" else DEFAULT_IMAGES
+
+
+def _check_routers(images: dict[str, str], recipes_dir: Path, problems: Problems) -> None:
+    """In a routed fabric every switch image must install FRR (the `router` recipe does)."""
+    from images.recipe import RecipeBook  # reads recipe files only
+
+    book = RecipeBook((recipes_dir,))
+    for role, recipe in sorted(images.items()):
+        if role not in SWITCH_ROLES or not (recipes_dir / f"{recipe}.yaml").is_file():
+            continue
+        try:
+            layers = book.chain(recipe).layers
+        except DistrilabError:
+            continue  # a broken recipe: building it reports what is wrong
+        if not any(FRR_PACKAGE in layer.packages for layer in layers):
+            problems.add(("images", role), f"image '{recipe}' has no {FRR_PACKAGE}: switches of a routed "
+                         "fabric run BGP", recipe, f"use images.{role}: {ROUTER_IMAGE} (or a recipe that "
+                         f"extends it), or fabric.mode: l2")
 
 
 def _check_recipes(images: dict[str, str], recipes_dir: Path, problems: Problems) -> None:

@@ -103,6 +103,8 @@ class Addressing:
     servers: tuple[InterfaceAddress, ...]  # server fabric interface addresses
     rack_subnets: dict[str, str]  # rack switch -> "10.213.3.0/24" (servers' addresses come from it)
     mtu: int
+    #: routed fabric only: rack switch -> its address in the rack, the servers' gateway ("10.213.3.254/24")
+    rack_gateways: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- placement
@@ -155,6 +157,9 @@ class FabricSettings:
     #: host has the openvswitch module, else userspace netdev, ~2% of a core per idle switch), or a
     #: Linux bridge with the kernel's STP (forwarding in the kernel: no CPU at idle; labs of 1000)
     bridge: Literal["ovs", "linux"] = "ovs"
+    #: l2: one bridged domain (the bridge above); l3: every switch-to-switch link a routed /31,
+    #: eBGP on each (FRR, cdk/routing.py), ECMP over every equal-cost path, a /24 per rack
+    mode: Literal["l2", "l3"] = "l2"
 
 
 @dataclass(frozen=True)

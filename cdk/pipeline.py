@@ -172,7 +172,7 @@ def address(spec: LabSpec, topology: Topology, source: LabSource, routes: Sequen
             )
     problems.raise_if_any()
     try:
-        return assign(topology, pools, spec.mtu)
+        return assign(topology, pools, spec.mtu, routed=spec.fabric.mode == "l3")
     except PoolExhausted as exc:
         problems.add(("addressing", exc.pool_name), str(exc))
         problems.raise_if_any()

@@ -36,6 +36,10 @@ SCRIPT_PATH = "/etc/distrilab/boot.d/50-fabric.sh"
 #: the host has the openvswitch kernel module: OVS can use the kernel datapath
 _KERNEL_OVS = Path("/sys/module/openvswitch")
 _HEREDOC = "DISTRILAB_FABRIC_EOF"
+BRIDGE_TYPES = ("ovs", "linux", "plain")
+#: FRR's per-daemon configuration of bgpd (images/recipes/router.yaml runs zebra and bgpd)
+BGPD_CONF = "/etc/frr/bgpd.conf"
+FRR_DAEMONS = ("zebra", "bgpd")
 
 
 @dataclass(frozen=True)
@@ -53,10 +57,13 @@ class NodeSpec:
     mgmt_gateway: str
     mtu: int
     bridge: str | None = None
-    bridge_type: str = "ovs"  # "ovs" | "linux"
+    bridge_type: str = "ovs"  # "ovs" | "linux" | "plain" (a routed rack's: no STP, no loops)
     stp_priority: int = 32768  # the bridge priority in the (R)STP root election
     ports: tuple[Port, ...] = ()
-    interfaces: tuple[tuple[str, str], ...] = ()  # (interface, CIDR address) on servers
+    interfaces: tuple[tuple[str, str], ...] = ()  # (interface, CIDR address): servers, routed switches
+    routes: tuple[tuple[str, str], ...] = ()  # (destination, gateway): servers of a routed fabric
+    loopback: str | None = None  # routed switches: their /32 on lo
+    bgpd: str | None = None  # routed switches: /etc/frr/bgpd.conf
 
 
 @dataclass(frozen=True)
@@ -85,11 +92,13 @@ class FabricReconciler(Reconciler[Spec, dict[str, Any]]):
                     stp_priority=int(bridge.get("stp_priority") or 32768),
                     ports=tuple(Port(p["name"], bool(p.get("edge"))) for p in bridge.get("ports", [])),
                     interfaces=tuple((i["name"], i["address"]) for i in n.get("interfaces", [])),
+                    routes=tuple((r["to"], r["via"]) for r in n.get("routes", [])),
+                    loopback=n.get("loopback"), bgpd=n.get("bgpd"),
                 ))
             for node in nodes:
-                if node.bridge_type not in ("ovs", "linux"):
-                    raise DistrilabError(f"fabric spec: {node.name}: bridge type must be ovs or linux "
-                                         f"(got {node.bridge_type!r})")
+                if node.bridge_type not in BRIDGE_TYPES:
+                    raise DistrilabError(f"fabric spec: {node.name}: bridge type must be one of "
+                                         f"{', '.join(BRIDGE_TYPES)} (got {node.bridge_type!r})")
             datapath = data.get("datapath") or "auto"
             if datapath not in ("auto", "netdev", "system"):
                 raise DistrilabError(
@@ -167,14 +176,19 @@ def render_script(node: NodeSpec, datapath: str) -> str:
         "step ip link set eth0 up",
         f"step ip route replace default via {q(node.mgmt_gateway)} dev eth0",
     ]
+    if node.bridge and node.bridge_type != "ovs":
+        lines += linux_bridge_lines(node)  # first: a routed rack's gateway address goes on it
     for name, address in node.interfaces:
         # checksums in software: a partial checksum would leave the sender unfinished when the
         # userspace datapath forwards the frame (TCP through a netdev OVS fails otherwise)
         lines += [f"step ip link set {q(name)} mtu {node.mtu} up", f"step ethtool -K {q(name)} tx off",
                   f"step setaddr {q(name)} {q(address)}"]
-    if node.bridge and node.bridge_type == "linux":
-        lines += linux_bridge_lines(node)
-    elif node.bridge:
+    lines += [f"step ip route replace {q(to)} via {q(via)}" for to, via in node.routes]
+    if node.loopback:  # lo keeps 127.0.0.1: added, never flushed
+        lines.append(f"has_addr lo {q(node.loopback)} || step ip addr add {q(node.loopback)} dev lo")
+    if node.bgpd:
+        lines += frr_lines(node.bgpd)
+    if node.bridge and node.bridge_type == "ovs":
         lines += ovs_bridge_lines(node, datapath)
     lines.append("exit $fail")
     return "\n".join(lines) + "\n"
@@ -226,17 +240,20 @@ STP_TIMERS = "hello_time 100 max_age 600 forward_delay 400"
 
 
 def linux_bridge_lines(node: NodeSpec) -> list[str]:
-    """A Linux bridge with the kernel's STP on before any port joins (a Clos has loops)."""
+    """A Linux bridge with the kernel's STP on before any port joins (a Clos has loops); a routed
+    rack's `plain` bridge joins servers only, so it runs no STP."""
     q = shlex.quote
     br = q(node.bridge or "br0")
     wanted = " ".join(p.name for p in node.ports)
+    stp = "stp_state 0" if node.bridge_type == "plain" else "stp_state 1"
+    settings = stp if node.bridge_type == "plain" else f"{stp} priority {node.stp_priority} {STP_TIMERS}"
     lines = [
         # an Open vSwitch bridge of the same name (the lab switched from ovs) goes first
         f"if [ -e /sys/class/net/{br} ] && [ ! -e /sys/class/net/{br}/bridge ]; then",
         f"  step ovs-vsctl --timeout=10 --if-exists del-br {br}",
         "fi",
-        f"[ -e /sys/class/net/{br}/bridge ] || step ip link add {br} type bridge stp_state 1",
-        f"step ip link set {br} type bridge stp_state 1 priority {node.stp_priority} {STP_TIMERS}",
+        f"[ -e /sys/class/net/{br}/bridge ] || step ip link add {br} type bridge {stp}",
+        f"step ip link set {br} type bridge {settings}",
         f"for p in $(ls /sys/class/net/{br}/brif); do",
         f'  case " {wanted} " in *" $p "*) ;; *) step ip link set "$p" nomaster;; esac',
         "done",
@@ -244,6 +261,27 @@ def linux_bridge_lines(node: NodeSpec) -> list[str]:
     lines += [f"step ip link set {q(p.name)} mtu {node.mtu} master {br} up" for p in node.ports]
     lines.append(f"step ip link set {br} up")
     return lines
+
+
+_BGPD_HEREDOC = "DISTRILAB_BGPD_EOF"
+
+
+def frr_lines(bgpd: str) -> list[str]:
+    """bgpd's configuration, replaced only when it changed; runit's daemons (re)started when it
+    supervises them (at boot the hooks run first: the daemons then start with the new file)."""
+    conf = BGPD_CONF
+    return [
+        f"cat > {conf}.new <<'{_BGPD_HEREDOC}'",
+        bgpd.rstrip("\n"),
+        _BGPD_HEREDOC,
+        "changed=0",
+        f"cmp -s {conf}.new {conf} || {{ step mv {conf}.new {conf}; changed=1; }}",
+        f"rm -f {conf}.new; step chmod 644 {conf}",
+        "if sv status zebra >/dev/null 2>&1; then",
+        "  step sv up zebra",
+        '  if [ $changed = 1 ]; then step sv restart bgpd; else step sv up bgpd; fi',
+        "fi",
+    ]
 
 
 def script_digest(script: str) -> str:
@@ -270,6 +308,10 @@ if command -v ovs-vsctl >/dev/null 2>&1 && ovs-vsctl --timeout=3 show >/dev/null
   ovs-vsctl --timeout=5 --format=json --columns=name,datapath_type,rstp_enable,ports list bridge
   echo '== ports'; ovs-vsctl --timeout=5 --format=json --columns=_uuid,name list port
 fi
+if [ -f {BGPD_CONF} ]; then
+  echo '== frr'; sha256sum {BGPD_CONF} | cut -d' ' -f1; sv status {" ".join(FRR_DAEMONS)} 2>&1
+fi
+echo '== routes'; ip -j route show
 echo '== txcsum'
 for p in $(ls /sys/class/net); do
   echo "$p $(ethtool -k $p 2>/dev/null | sed -n 's/^tx-checksumming: //p')"
@@ -312,6 +354,13 @@ def parse_observation(text: str) -> dict[str, Any]:
             }
     if bridges or "bridges" in sections:
         result["bridges"] = bridges
+    if "frr" in sections:
+        lines = sections["frr"]
+        result["bgpd_conf"] = lines[0].strip() if lines else None
+        result["daemons"] = runit_states(lines[1:])
+    if "routes" in sections:
+        routes = json.loads("\n".join(sections["routes"]) or "[]")
+        result["routes"] = sorted(f"{r['dst']} via {r['gateway']}" for r in routes if r.get("gateway"))
     if "txcsum" in sections:
         tx: dict[str, str] = {}
         for line in sections.get("txcsum", []):
@@ -320,6 +369,16 @@ def parse_observation(text: str) -> dict[str, Any]:
                 tx[parts[0]] = parts[1]  # "on" / "off" (ignore "[fixed]")
         result["tx_csum"] = tx
     return result
+
+
+def runit_states(lines: list[str]) -> dict[str, str]:
+    """Pure: `sv status` lines ("run: bgpd: (pid 9) 5s", "down: bgpd: 3s") -> {service: state}."""
+    states = {}
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) >= 2 and parts[0] in ("run", "down", "finish", "fail", "warning"):
+            states[parts[1].strip().rsplit("/", 1)[-1]] = parts[0]
+    return states
 
 
 def linux_bridges(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -377,18 +436,36 @@ def node_drift(node: NodeSpec, datapath: str, script: str, have: dict[str, Any])
     offloaded = [p for p in software if tx.get(p, "on") != "off"]
     if offloaded:
         reasons.append(f"tx offload on {','.join(offloaded)}")
+    reasons += [f"no route to {to} via {via}" for to, via in node.routes
+                if f"{to} via {via}" not in have.get("routes", [])]
+    if node.loopback and node.loopback not in addresses.get("lo", []):
+        reasons.append(f"lo lacks {node.loopback}")
+    if node.bgpd:
+        reasons += frr_drift(node.bgpd, have)
     if node.bridge:
         reasons += bridge_drift(node, datapath, have)
     return reasons
 
 
+def frr_drift(bgpd: str, have: dict[str, Any]) -> list[str]:
+    """Pure: bgpd's configuration edited or its daemons stopped."""
+    if have.get("bgpd_conf") != script_digest(bgpd):
+        return ["bgpd.conf missing" if not have.get("bgpd_conf") else "bgpd.conf changed"]
+    daemons = have.get("daemons", {})
+    return [f"{d} {daemons.get(d, 'not supervised')}" for d in FRR_DAEMONS if daemons.get(d) != "run"]
+
+
 def bridge_drift(node: NodeSpec, datapath: str, have: dict[str, Any]) -> list[str]:
     """Pure: how a switch's observed bridge differs from its spec."""
     bridge = have.get("bridges", {}).get(node.bridge)
-    if bridge is None or bridge.get("type") != node.bridge_type:
-        return [f"no {'Linux' if node.bridge_type == 'linux' else 'OVS'} bridge {node.bridge}"]
+    kernel = node.bridge_type in ("linux", "plain")
+    if bridge is None or bridge.get("type") != ("linux" if kernel else "ovs"):
+        return [f"no {'Linux' if kernel else 'OVS'} bridge {node.bridge}"]
     reasons = []
-    if node.bridge_type == "linux":
+    if node.bridge_type == "plain":
+        if bridge["stp_state"] != 0:
+            reasons.append("STP on a rack bridge")
+    elif node.bridge_type == "linux":
         if bridge["stp_state"] != 1:
             reasons.append("kernel STP off")
         if bridge["priority"] != node.stp_priority:

@@ -3,6 +3,9 @@
 Pure. Switches: one bridge `br0` with every fabric port: Open vSwitch with RSTP (ports facing
 servers are RSTP edge ports), or a Linux bridge with the kernel's STP (`fabric: {bridge: linux}`);
 servers: their fabric address. Every node: its management address on eth0.
+A routed fabric (`fabric: {mode: l3}`, cdk/routing.py): switches get a /31 per fabric link, a
+loopback, their bgpd.conf and, on a rack switch, a plain bridge of its server ports holding the
+rack's gateway; servers their rack address and a route to the other racks through that gateway.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from cdk.model import Host, Lab, Node
+from cdk.routing import RACK_BRIDGE, Router, render_bgpd, routers
 from cdk.stages import common
 from cdk.stages.links import fabric_mtu
 from cdk.stages.nodes import endpoint
@@ -53,12 +57,26 @@ def _interfaces_by_node(lab: Lab) -> dict[str, list[dict[str, Any]]]:
     return interfaces
 
 
+def _routed_switch(router: Router, lab: Lab) -> dict[str, Any]:
+    """A switch of a routed fabric: /31s on its fabric links, its loopback, its rack's bridge and
+    gateway, and its bgpd configuration."""
+    interfaces = [{"name": s.interface, "address": s.local} for s in router.sessions]
+    spec: dict[str, Any] = {"loopback": router.loopback, "bgpd": render_bgpd(router, lab.name)}
+    if router.rack:
+        spec["bridge"] = {"name": RACK_BRIDGE, "type": "plain", "stp_priority": 32768,
+                          "ports": [{"name": p, "edge": True} for p in router.rack.ports]}
+        interfaces.append({"name": RACK_BRIDGE, "address": router.rack.gateway})
+    spec["interfaces"] = interfaces
+    return spec
+
+
 def _node_spec(
     lab: Lab,
     node: Node,
     priorities: dict[str, int],
     ports: dict[str, list[dict[str, Any]]],
     interfaces: dict[str, list[dict[str, Any]]],
+    routed: dict[str, Router] | None = None,
 ) -> dict[str, Any]:
     addressing = lab.addressing
     spec: dict[str, Any] = {
@@ -71,7 +89,15 @@ def _node_spec(
         },
         "mtu": fabric_mtu(lab),  # the links' MTU: lowered for VXLAN when links cross hosts
     }
-    if node.kind == "switch":
+    if routed is not None:
+        if node.kind == "switch":
+            spec.update(_routed_switch(routed[node.name], lab))
+        else:  # on-link in its rack only: the rest of the fabric through the rack switch
+            spec["interfaces"] = interfaces.get(node.name, [])
+            gateway = addressing.rack_gateways.get(node.rack or "")
+            if gateway:
+                spec["routes"] = [{"to": addressing.server_network, "via": gateway.split("/")[0]}]
+    elif node.kind == "switch":
         spec["bridge"] = {
             "name": "br0",
             "type": lab.fabric.bridge,  # ovs (RSTP) or linux (the kernel's STP)
@@ -90,12 +116,14 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
         return None
     priorities = rstp_priorities(lab)
     ports, interfaces = _ports_by_node(lab), _interfaces_by_node(lab)
+    routed = routers(lab.topology, lab.addressing) if lab.fabric.mode == "l3" else None
     return {
         **common(lab, host),
         "endpoint": endpoint(host, lab.name),
         # "auto": the kernel datapath where the host has the openvswitch module, else userspace netdev
         "datapath": "auto",
         "nodes": [
-            _node_spec(lab, n, priorities, ports, interfaces) for n in sorted(nodes, key=lambda n: n.name)
+            _node_spec(lab, n, priorities, ports, interfaces, routed)
+            for n in sorted(nodes, key=lambda n: n.name)
         ],
     }

@@ -151,3 +151,90 @@ def test_failed_script_fails_the_action() -> None:
     mine = [a for a in actions if a.target == node.instance]
     failures = r.execute(NodeShell(fake, local=False), spec, mine)
     assert len(failures) == 1 and "ethtool" in failures[0][1]
+
+
+def routed_spec() -> dict:
+    """The fabric stage's spec of the default leaf-spine as a routed fabric (cdk/stages/fabric.py)."""
+    import yaml
+
+    from cdk.pipeline import lab_from_dict
+    from cdk.stages import fabric as fabric_stage
+    from tests.cdk.golden import LABS_DIR
+
+    data = yaml.safe_load((LABS_DIR / "default.yaml").read_text())
+    data.pop("images")
+    data["fabric"] = {"mode": "l3"}
+    lab = lab_from_dict(data)
+    built = fabric_stage.build(lab, lab.hosts[0])
+    assert built is not None
+    return built
+
+
+def test_routed_rack_switch_script() -> None:
+    spec = FabricReconciler().load_spec(routed_spec())
+    leaf = next(n for n in spec.nodes if n.name == "leaf-01")
+    script = render_script(leaf, "netdev")
+    assert leaf.bridge_type == "plain" and [p.name for p in leaf.ports] == ["eth3", "eth4", "eth5"]
+    assert "ip link add br0 type bridge stp_state 0" in script
+    # the gateway goes on the rack bridge once it exists; /31s on the uplinks
+    assert script.index("type bridge stp_state 0") < script.index("setaddr br0 10.213.0.254/24")
+    assert "setaddr eth1 10.212.0.0/31" in script and "setaddr eth2 10.212.0.2/31" in script
+    assert "has_addr lo 10.211.1.1/32 || step ip addr add 10.211.1.1/32 dev lo" in script
+    assert "ip -4 addr flush dev lo" not in script
+    assert leaf.bgpd and leaf.bgpd.rstrip("\n") in script  # written through its own heredoc
+    assert "sv restart bgpd" in script and "add-br" not in script
+    assert subprocess.run(["sh", "-n"], input=script, text=True).returncode == 0
+
+
+def test_routed_servers_reach_other_racks_through_their_rack_switch() -> None:
+    spec = FabricReconciler().load_spec(routed_spec())
+    server = next(n for n in spec.nodes if n.name == "srv-02-01")
+    assert server.interfaces == (("eth1", "10.213.1.1/24"),)
+    assert server.routes == (("10.213.0.0/16", "10.213.1.254"),)
+    assert "step ip route replace 10.213.0.0/16 via 10.213.1.254" in render_script(server, "netdev")
+
+
+def test_routed_drift_sees_a_stopped_bgpd_an_edited_config_and_a_lost_route() -> None:
+    from modules.fabric import runit_states
+
+    spec = FabricReconciler().load_spec(routed_spec())
+    leaf = next(n for n in spec.nodes if n.name == "leaf-01")
+    server = next(n for n in spec.nodes if n.name == "srv-01-01")
+    assert leaf.bgpd
+    script = render_script(leaf, "netdev")
+    addresses = {"eth0": [leaf.mgmt_address], "lo": ["127.0.0.1/8", leaf.loopback],
+                 **{name: [address] for name, address in leaf.interfaces}}
+    up = ["eth0", *(name for name, _ in leaf.interfaces), *(p.name for p in leaf.ports)]
+    healthy = {
+        "status": "Running", "script": script_digest(script), "addresses": addresses, "up": up,
+        "tx_csum": {name: "off" for name, _ in leaf.interfaces} | {"br0": "off"},
+        "bridges": {"br0": {"type": "linux", "stp_state": 0, "priority": 32768,
+                            "ports": ["eth3", "eth4", "eth5"]}},
+        "bgpd_conf": script_digest(leaf.bgpd),
+        "daemons": runit_states(["run: zebra: (pid 30) 80s", "run: bgpd: (pid 31) 80s"]),
+    }
+    assert node_drift(leaf, "netdev", script, healthy) == []
+    stopped = {**healthy, "daemons": runit_states(["run: zebra: (pid 30) 8s", "down: bgpd: 4s, normally up"])}
+    assert node_drift(leaf, "netdev", script, stopped) == ["bgpd down"]
+    assert node_drift(leaf, "netdev", script, {**healthy, "bgpd_conf": "0" * 64}) == ["bgpd.conf changed"]
+    no_loopback = {**healthy, "addresses": {**addresses, "lo": ["127.0.0.1/8"]}}
+    assert node_drift(leaf, "netdev", script, no_loopback) == ["lo lacks 10.211.1.1/32"]
+    stp = {**healthy, "bridges": {"br0": {**healthy["bridges"]["br0"], "stp_state": 1}}}
+    assert node_drift(leaf, "netdev", script, stp) == ["STP on a rack bridge"]
+
+    server_script = render_script(server, "netdev")
+    have = {"status": "Running", "script": script_digest(server_script), "up": ["eth0", "eth1"],
+            "addresses": {"eth0": [server.mgmt_address], "eth1": ["10.213.0.1/24"]},
+            "tx_csum": {"eth1": "off"}, "routes": ["default via 10.210.0.1"]}
+    assert node_drift(server, "netdev", server_script, have) == ["no route to 10.213.0.0/16 via 10.213.0.254"]
+    have["routes"].append("10.213.0.0/16 via 10.213.0.254")
+    assert node_drift(server, "netdev", server_script, have) == []
+
+
+def test_parse_routes_and_runit_states() -> None:
+    text = ("== script\nabc\n== addr\n[]\n== frr\n" + "f" * 64 + "\nrun: zebra: (pid 30) 80s\n"
+            "down: bgpd: 4s, normally up\n== routes\n"
+            '[{"dst":"default","gateway":"10.210.0.1","dev":"eth0"},{"dst":"10.213.0.0/24","dev":"br0"}]\n')
+    have = parse_observation(text)
+    assert have["bgpd_conf"] == "f" * 64 and have["daemons"] == {"zebra": "run", "bgpd": "down"}
+    assert have["routes"] == ["default via 10.210.0.1"]
