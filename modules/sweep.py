@@ -31,7 +31,7 @@ from typing import Any
 from cdk.errors import DistrilabError
 from cdk.stages.links import alias_prefix
 from cdk.sweep import HOST_ADDRESSES_ENV
-from modules.host_shell import Shell, shell_for
+from modules.host_shell import Shell, ShellError, shell_for
 from modules.links import list_links, parse_interfaces
 from modules.lxd_rest import LAB_KEY, delete_instance
 from modules.reconcile import Action, Reconciler, report_error
@@ -189,7 +189,11 @@ class Sweep(Reconciler[SweepSpec, Observed]):
         if kind == "instance":
             delete_instance(client.lxd, name, running=action.data.get("status") != "Stopped")
         elif kind == "link":
-            client.shells[action.data["host"]].run(["ip", "link", "del", name])
+            shell = client.shells[action.data["host"]]
+            done = shell.run(["ip", "link", "del", name], check=False)
+            # a veth goes with its peer: the container's end, deleted with the instance just before
+            if done.returncode != 0 and "Cannot find device" not in done.stderr:
+                raise ShellError(shell.name, f"ip link del {name}", done.returncode, done.stderr)
         elif kind == "profile":
             client.lxd.profiles.get(name).delete()
         elif kind == "network":

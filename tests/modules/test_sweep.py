@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from cdk.errors import DistrilabError
@@ -96,3 +98,31 @@ def test_hosts_whose_address_comes_at_apply_get_it_from_the_environment(
     })
     assert spec.cluster["address"] == "203.0.113.7"
     assert [h["address"] for h in spec.hosts] == ["203.0.113.7", "10.0.0.2"]
+
+
+class GoneShell:
+    """A host where the interface is already gone (a veth deleted with its container's end)."""
+
+    name = "h2"
+
+    def __init__(self, stderr: str) -> None:
+        self.stderr = stderr
+        self.ran: list[list[str]] = []
+
+    def run(self, cmd: list[str], stdin: str | None = None, check: bool = True,
+            timeout: float | None = 600) -> subprocess.CompletedProcess[str]:
+        self.ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", self.stderr)
+
+
+def test_a_link_already_gone_is_swept_and_another_failure_is_reported() -> None:
+    from modules.host_shell import ShellError
+    from modules.sweep import Connections
+
+    action = Sweep().plan(SPEC, Observed(host_links={"h2": ("dl1veth",)}))[0]
+    gone = GoneShell('Cannot find device "dl1veth"')
+    Sweep().execute_action(Connections(None, {"h2": gone}), SPEC, action)
+    assert gone.ran == [["ip", "link", "del", "dl1veth"]]
+    with pytest.raises(ShellError, match="Operation not permitted"):
+        refused = GoneShell("RTNETLINK answers: Operation not permitted")
+        Sweep().execute_action(Connections(None, {"h2": refused}), SPEC, action)
