@@ -86,11 +86,16 @@ def without_pair_lists(report: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run(size: int, bridge: str, folder: Path) -> dict[str, Any]:
+    path = lab_file(size, bridge, folder)
+    console.print(f"[bold]{size} nodes, {bridge} switches[/] ({path.stem})")
+    return {**measure(path), "bridge": bridge}
+
+
+def measure(path: Path) -> dict[str, Any]:
+    """`up`, the check and `down` of one lab file, timed, with memory and open files per node."""
     from modules.check import run_checks
     from stacks.loading import load
 
-    path = lab_file(size, bridge, folder)
-    console.print(f"[bold]{size} nodes, {bridge} switches[/] ({path.stem})")
     free_before, files_before = mem_available_mib(), open_files()
     up = timed_apply(path)
     console.print(f"  up {up['seconds']} s: {up['per_stage_host']}")
@@ -106,7 +111,7 @@ def run(size: int, bridge: str, folder: Path) -> dict[str, Any]:
     console.print(f"  down {down['seconds']} s: {down['per_stage_host']}")
     nodes = up["nodes"]
     return {
-        "nodes": nodes, "bridge": bridge, "lab": path.stem,
+        "nodes": nodes, "lab": path.stem,
         "up": up, "down": down,
         "up_s_per_node": {key.split("@")[0]: round(s / nodes, 3) for key, s in up["per_stage_host"].items()},
         "down_s_per_node": round(down["seconds"] / nodes, 3),

@@ -19,7 +19,8 @@ from cdk.model import Lab, Node
 #: cgroups hold 40 MiB each against 4.7 for a server; so a server or Linux-bridge switch ~14 MiB
 #: and an OVS switch ~48 (the 250-node OVS figure less its servers). An ACA server runs OVS and the
 #: agent too: counted as an OVS switch plus a margin for the agent (not measured here: no ACA binary)
-NODE_MIB = {"server": 14, "switch/linux": 14, "switch/ovs": 48, "aca": 64}
+#: A routed fabric's switch runs FRR's zebra and bgpd: ~32 MiB (bench/results/fabric_modes.json)
+NODE_MIB = {"server": 14, "switch/linux": 14, "switch/ovs": 48, "switch/frr": 32, "aca": 64}
 #: a Java service without a memory limit (the JVM's default heap is a quarter of the host)
 SERVICE_MIB = 1024
 #: kept for the host itself, the LXD daemon and terraform
@@ -61,7 +62,7 @@ def size_mib(text: str | None) -> float | None:
 
 def node_key(lab: Lab, node: Node) -> str:
     if node.kind == "switch":
-        return f"switch/{lab.fabric.bridge}"
+        return "switch/frr" if lab.fabric.mode == "l3" else f"switch/{lab.fabric.bridge}"
     return "aca" if lab.image_of(node) == "aca" else "server"
 
 

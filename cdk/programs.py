@@ -97,6 +97,7 @@ PROGRAMS: tuple[Program, ...] = tuple(
         *_programs("image", "openvswitch-switch",
                    "ovs-vsctl ovs-appctl ovs-vswitchd ovsdb-server ovs-ofctl ovsdb-tool",
                    "the switch fabric"),
+        *_programs("image", "frr", "vtysh", "BGP state of a routed fabric's switches (recipe router)"),
         *_programs("image", "iputils-ping", "ping", "reachability check"),
         *_programs("image", "iperf3", "iperf3", "TCP check"),
         *_programs("image", "ethtool", "ethtool", "checksum offload off on userspace-datapath ports"),

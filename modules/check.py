@@ -2,7 +2,7 @@
 
 Reads only (plus short-lived ping/iperf3 processes inside the lab's own servers). Three checks:
 - `rstp` (`stp` with Linux-bridge switches): every switch agrees on one root and no port is still
-  learning (waits, bounded);
+  learning (waits, bounded); a routed fabric has `bgp` and `ecmp` instead (modules/check_routing.py);
 - `ping`: servers ping each other's fabric address: a sample that covers every rack pair, pod
   pair and server (modules/reach_pairs.py), or every pair with `--full`; bounded per host, and
   what fails is tried again after a back-off before it counts as unreachable;
@@ -25,8 +25,8 @@ from typing import Any
 
 from cdk.model import Lab, Node
 from cdk.stages.nodes import endpoint
+from modules import check_routing, reach_pairs
 from modules import lxd_rest as rest
-from modules import reach_pairs
 from modules.node_shell import NodeShell
 
 Progress = Callable[[str], None]
@@ -83,8 +83,15 @@ def run_checks(
     lxd = lxd or Lxd(lab, lab.lxd.max_workers)
     say = progress or (lambda _text: None)
     checks = []
-    stp = "stp" if lab.fabric.bridge == "linux" else "rstp"
-    for name, fn in ((stp, lambda: check_rstp(lab, lxd, rstp_timeout)),
+    if lab.fabric.mode == "l3":  # a routed fabric converges through BGP, not a spanning tree
+        control: list[tuple[str, Callable[[], CheckResult]]] = [
+            ("bgp", lambda: check_routing.check_bgp(lab, lxd, rstp_timeout)),
+            ("ecmp", lambda: check_routing.check_ecmp(lab, lxd, rstp_timeout)),
+        ]
+    else:
+        stp = "stp" if lab.fabric.bridge == "linux" else "rstp"
+        control = [(stp, lambda: check_rstp(lab, lxd, rstp_timeout))]
+    for name, fn in (*control,
                      ("ping", lambda: check_ping(lab, lxd, ping_deadline, full, lab.lxd.max_workers)),
                      ("tcp", lambda: check_tcp(lab, lxd))):
         say(f"checking {name}")
