@@ -18,6 +18,7 @@ A lab file (every section but `name` is optional):
     addressing: {management: 10.210.0.0/16, loopbacks: 10.211.0.0/16,
                  p2p: 10.212.0.0/16, servers: 10.213.0.0/16, mtu: 1500}
     images: {server: server, switch: switch}          # role or kind -> images/recipes/<name>.yaml
+    fabric: {mode: l2, bridge: ovs}                    # l2 (bridge: ovs | linux) | l3 (BGP, FRR)
     images_options: {mirror: ..., aca_source: ...}
     resources: {defaults: {cpu: 1, memory: 256MiB}, spine: {memory: 512MiB}}
     placement: {strategy: partition}                   # round-robin | partition | file (+ file:)
