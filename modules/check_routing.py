@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cdk import routing
-from cdk.model import Lab
+from cdk.model import Lab, Node
+from modules import lxd_rest as rest
 
 if TYPE_CHECKING:  # modules.check imports this module
     from modules.check import CheckResult, Lxd
 
+T = TypeVar("T")
 BGP_SUMMARY = "vtysh -c 'show bgp summary json'"
 BGP_ROUTES = "vtysh -c 'show ip route bgp json'"
 
@@ -42,6 +45,14 @@ def route_next_hops(raw: str) -> dict[str, int]:
     return hops
 
 
+def answer(lxd: Lxd, node: Node, command: str, parse: Callable[[str], T]) -> T | str:
+    """What a switch says, parsed; or why it said nothing (a stopped container, say)."""
+    try:
+        return parse(lxd.sh(node, command).stdout)
+    except Exception as err:  # the switch is part of what is being checked: its failure is a finding
+        return rest.error_text(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
 def check_bgp(lab: Lab, lxd: Lxd, timeout: float) -> CheckResult:
     """Every eBGP session of every switch is Established."""
     from modules.check import CheckResult, _pool
@@ -50,10 +61,13 @@ def check_bgp(lab: Lab, lxd: Lxd, timeout: float) -> CheckResult:
     switches = [n for n in lab.topology.nodes if n.name in routers]
     deadline = time.monotonic() + timeout
     while True:
-        states = _pool(lab, switches, lambda n: peer_states(lxd.sh(n, BGP_SUMMARY).stdout))
-        down = [f"{n.name} -> {s.peer} ({s.address} via {s.interface}): {have.get(s.address) or 'no session'}"
-                for n, have in zip(switches, states, strict=True) for s in routers[n.name].sessions
-                if have.get(s.address) != "Established"]
+        states = _pool(lab, switches, lambda n: answer(lxd, n, BGP_SUMMARY, peer_states))
+        silent = [f"{n.name}: not answering ({have})" for n, have in zip(switches, states, strict=True)
+                  if isinstance(have, str)]
+        down = silent + [
+            f"{n.name} -> {s.peer} ({s.address} via {s.interface}): {have.get(s.address) or 'no session'}"
+            for n, have in zip(switches, states, strict=True) if isinstance(have, dict)
+            for s in routers[n.name].sessions if have.get(s.address) != "Established"]
         sessions = sum(len(r.sessions) for r in routers.values())
         if not down:
             summary = f"{sessions} session(s) established on {len(switches)} switches"
@@ -74,10 +88,12 @@ def check_ecmp(lab: Lab, lxd: Lxd, timeout: float) -> CheckResult:
         return CheckResult("ecmp", True, "no racks", 0.0)
     deadline = time.monotonic() + timeout
     while True:
-        found = _pool(lab, racks, lambda n: route_next_hops(lxd.sh(n, BGP_ROUTES).stdout))
-        wrong = [f"{n.name} -> {prefix}: {have.get(prefix, 0)} next hop(s), expected {want}"
-                 for n, have in zip(racks, found, strict=True)
-                 for prefix, want in sorted(expected[n.name].items()) if have.get(prefix, 0) != want]
+        found = _pool(lab, racks, lambda n: answer(lxd, n, BGP_ROUTES, route_next_hops))
+        wrong = [f"{n.name}: not answering ({have})" for n, have in zip(racks, found, strict=True)
+                 if isinstance(have, str)]
+        wrong += [f"{n.name} -> {prefix}: {have.get(prefix, 0)} next hop(s), expected {want}"
+                  for n, have in zip(racks, found, strict=True) if isinstance(have, dict)
+                  for prefix, want in sorted(expected[n.name].items()) if have.get(prefix, 0) != want]
         routes = sum(len(r) for r in expected.values())
         widths = sorted({w for r in expected.values() for w in r.values()})
         if not wrong:

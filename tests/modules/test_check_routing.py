@@ -56,6 +56,8 @@ class FakeSwitches:
 
     def sh(self, node: Node, script: str, timeout: int = 120) -> ExecResult:
         router = self.routers[node.name]
+        if node.name == self.down:
+            raise RuntimeError(f"Instance is not running: dl-x-{node.name}")
         if "summary" in script:
             peers = {s.address: {"state": "Active" if s.peer == self.down else "Established"}
                      for s in router.sessions}
@@ -74,7 +76,8 @@ def test_a_converged_fabric_passes_and_a_dead_spine_is_named() -> None:
     assert check_ecmp(lab, healthy, 0).data == {"routes": 2, "next_hops": [2]}  # type: ignore[arg-type]
     broken = FakeSwitches(lab, down="spine-01")
     bgp = check_bgp(lab, broken, 0)  # type: ignore[arg-type]
-    assert not bgp.ok and len(bgp.details) == 2
-    assert all("-> spine-01" in d and "Active" in d for d in bgp.details)
+    assert not bgp.ok and len(bgp.details) == 3
+    assert bgp.details[0] == "spine-01: not answering (Instance is not running: dl-x-spine-01)"
+    assert all("-> spine-01" in d and "Active" in d for d in bgp.details[1:])
     ecmp = check_ecmp(lab, broken, 0)  # type: ignore[arg-type]
     assert not ecmp.ok and all("1 next hop(s), expected 2" in d for d in ecmp.details)
