@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -141,9 +142,24 @@ def read_lab_file(path: str | Path) -> LabSource:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise LabFileError([Problem(file, "(file)", f"cannot read the lab file: {exc}")]) from None
+    if too_deep := _first_line_too_deep(text):
+        raise LabFileError([Problem(
+            file, "(yaml)", f"nested more than {MAX_DEPTH} levels deep", line=too_deep,
+            hint="a lab file needs a few levels: check brackets and indentation",
+        )])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow (control characters)
+        line = text[: exc.position].count("\n") + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise LabFileError([Problem(
+            file, "(yaml)", f"character U+{code:04X} is not allowed in YAML (not printable)", line=line,
+            hint="remove it; text that needs it can spell it as an escape inside double quotes",
+        )]) from None
+    except RecursionError:  # nested deeper than the parser can follow, in block style
+        raise LabFileError([Problem(file, "(yaml)", "nested too deeply to read",
+                                    hint="a lab file needs a few levels: check the indentation")]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"invalid YAML: {exc.problem}" + (f" ({exc.context})" if exc.context else "")
@@ -162,6 +178,52 @@ def read_lab_file(path: str | Path) -> LabSource:
         problems.add((), "must be a mapping of lab settings", type(data).__name__)
     problems.raise_if_any()
     return source
+
+
+#: deeper than any lab file needs; YAML's parser recurses per level and gives up near 1000
+MAX_DEPTH = 64
+
+
+def _first_line_too_deep(text: str) -> int | None:
+    """The line where flow brackets ([ and {) open more than MAX_DEPTH levels, if any; quoted
+    text and comments are skipped."""
+    depth, quote, line = 0, "", 1
+    for index, char in enumerate(text):
+        if char == "\n":
+            line += 1
+            if quote != '"':
+                quote = ""  # a single-quoted or plain scalar does not span lines in flow context here
+            continue
+        if quote:
+            if char == quote and not (quote == '"' and text[index - 1] == "\\"):
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (index == 0 or text[index - 1] in " \t"):
+            quote = "#"  # a comment: to the end of the line
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return _first_line_indented_too_deep(text)
+
+
+def _first_line_indented_too_deep(text: str) -> int | None:
+    """The line where block style (indentation) opens more than MAX_DEPTH levels, if any."""
+    indents: list[int] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        stripped = raw.lstrip(" ")
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(raw) - len(stripped)
+        while indents and indents[-1] >= indent:
+            indents.pop()
+        indents.append(indent)
+        if len(indents) > MAX_DEPTH:
+            return number
+    return None
 
 
 def source_from_dict(data: Mapping[str, Any], source: str = "<python>") -> LabSource:
@@ -531,6 +593,22 @@ def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
     )
 
 
+_HOST_LABEL = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def is_host_address(text: str) -> bool:
+    """An IPv4/IPv6 address, or a DNS host name (RFC 1123 labels; the last not all digits, so
+    `999.1.1.1` is neither a name nor an address)."""
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        pass
+    labels = text.rstrip(".").split(".")
+    return (len(text) <= 253 and all(_HOST_LABEL.match(label) for label in labels)
+            and not labels[-1].isdigit())
+
+
 def _check_hosts(data: dict[str, Any], problems: Problems) -> tuple[Host, ...]:
     source_dir = problems.source.directory
     entries = data.get("hosts", list(DEFAULT_HOSTS))
@@ -551,6 +629,9 @@ def _check_hosts(data: dict[str, Any], problems: Problems) -> tuple[Host, ...]:
             problems.add(
                 ("hosts", index, "address"), "is required for an ssh host", hint="the host's IP address"
             )
+        if "address" in entry and not is_host_address(entry["address"]):
+            problems.add(("hosts", index, "address"), "must be an IP address or a host name",
+                         entry["address"], "e.g. 192.168.1.20 or node1.lab.example")
         if kind != "ssh":
             for key in ("ssh_key", "host_key"):
                 if key in entry:
