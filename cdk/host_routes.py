@@ -18,6 +18,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from cdk.names import lab_of_interface
+
 log = logging.getLogger(__name__)
 
 #: the LXD-managed management bridge of lab L is `dlm-L`
@@ -39,11 +41,8 @@ def _run(argv: Sequence[str]) -> str:
 
 def parse_routes(route_json: str, link_json: str) -> list[HostRoute]:
     """Routes from `ip -j route` output; `ip -j -d link` output gives each device's distrilab lab."""
-    owner: dict[str, str] = {}
-    for link in json.loads(link_json or "[]"):
-        alias = link.get("ifalias") or ""
-        if alias.startswith("distrilab:") and alias.count(":") >= 2:
-            owner[link["ifname"]] = alias.split(":")[1]
+    owner = {link["ifname"]: lab for link in json.loads(link_json or "[]")
+             if (lab := lab_of_interface(link)) is not None}
     routes = []
     for route in json.loads(route_json or "[]"):
         dev = route.get("dev") or ""

@@ -27,6 +27,7 @@ from typing import Any
 from pylxd.exceptions import LXDAPIException, NotFound
 
 from cdk.errors import DistrilabError, ImageBuildError
+from cdk.names import interface_alias
 from cdk.stages.images import image_alias
 from images.builder import BuiltImage, ImageBuilder, fingerprint, pack
 from modules import lxd_rest as rest
@@ -39,7 +40,7 @@ RECIPE_PROPERTY = "distrilab.recipe"
 
 
 def alias_description(lab: str) -> str:
-    return f"distrilab:{lab}:{OWNER}"
+    return interface_alias(lab, OWNER)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdk.errors import DistrilabError
+from cdk.names import alias_prefix, group_of, parse_interfaces
 from modules import lxd_rest as rest
 from modules.host_shell import LocalShell, Shell, is_local, shell_for
 from modules.node_shell import container_init_pids
@@ -101,7 +102,7 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
                 for item in data.get("links", [])
             )
             return Spec(lab=data["lab"], host=data["host"], max_workers=int(data.get("max_workers") or 8),
-                        alias_prefix=data.get("alias_prefix") or f"distrilab:{data['lab']}:", links=links,
+                        alias_prefix=data.get("alias_prefix") or alias_prefix(data["lab"]), links=links,
                         endpoint=data.get("endpoint"), ssh_user=data.get("ssh_user"))
         except (KeyError, TypeError) as err:
             raise DistrilabError(f"links spec: missing or malformed field {err}") from err
@@ -120,7 +121,7 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
         # the management bridge carries the lab's ifalias too, but belongs to the nodes stage
         interfaces = {n: i for n, i in interfaces.items() if i["alias"] != f"{spec.alias_prefix}management"}
         # device groups other interfaces are in: the group a delete empties must hold none of them
-        groups = sorted({_group_of(item) for item in links if item.get("ifname") not in interfaces})
+        groups = sorted({group_of(item) for item in links if item.get("ifname") not in interfaces})
         instances: dict[str, str] = {}
         if spec.links:
             owned = rest.owned_instances(client, spec.lab)
@@ -322,37 +323,6 @@ def list_links(shell: Shell | None = None) -> list[dict[str, Any]]:
     """Every host interface, as `ip -j -d link show` reports it."""
     out = (shell or LocalShell()).run(["ip", "-j", "-d", "link", "show"]).stdout
     return list(json.loads(out or "[]"))
-
-
-def _group_of(item: dict[str, Any]) -> str:
-    """An interface's device group as a number (`ip -j` names group 0 `default`)."""
-    group = str(item.get("group", "default"))
-    return "0" if group == "default" else group
-
-
-def parse_interfaces(links: list[dict[str, Any]], prefix: str) -> dict[str, dict[str, Any]]:
-    """Pure: `ip -j -d link show` output -> {name: {kind, alias, mtu, master, up, vxlan?}} for the lab."""
-    result: dict[str, dict[str, Any]] = {}
-    for item in links:
-        alias = item.get("ifalias") or ""
-        if not alias.startswith(prefix):
-            continue
-        info = item.get("linkinfo") or {}
-        kind = info.get("info_kind", "")
-        entry: dict[str, Any] = {
-            "kind": kind,
-            "alias": alias,
-            "mtu": item.get("mtu"),
-            "master": item.get("master"),
-            "up": "UP" in (item.get("flags") or []),
-            "group": _group_of(item),
-        }
-        if kind == "vxlan":
-            data = info.get("info_data") or {}
-            entry["vxlan"] = {"id": data.get("id"), "remote": data.get("remote"), "local": data.get("local"),
-                              "port": data.get("port")}
-        result[item["ifname"]] = entry
-    return result
 
 
 _FAILED_LINE = re.compile(r"Command failed -:(\d+)")

@@ -21,12 +21,11 @@ import urllib3
 from pylxd import client as pylxd_client
 from pylxd.exceptions import NotFound as NotFound  # re-exported for the reconcilers
 
+from cdk.names import LAB_KEY as LAB_KEY  # re-exported: the reconcilers read it from here
+from cdk.names import OWNER_KEY as OWNER_KEY
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-#: config keys that mark ownership of every LXD object a lab creates
-LAB_KEY = "user.distrilab.lab"
-OWNER_KEY = "user.distrilab.owner"
 
 
 def connect(endpoint: dict[str, Any] | None, workers: int = 8) -> Any:

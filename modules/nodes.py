@@ -29,6 +29,7 @@ from typing import Any
 from pylxd.exceptions import LXDAPIException
 
 from cdk.errors import DistrilabError, ReconcileError
+from cdk.names import interface_alias
 from cdk.stages.nodes import short_hash, template_name
 from modules import lxd_rest as rest
 from modules.host_shell import is_local
@@ -547,7 +548,7 @@ def _mark_bridge(bridge: str, lab: str) -> None:
     """Give a hashed management bridge name the lab's ifalias, so host route checks know it is the
     lab's (`dlm-<lab>` is recognised by its name). modules.sweep deletes aliased interfaces before
     LXD networks: it must delete this one through LXD, not with `ip link del`."""
-    subprocess.run(["ip", "link", "set", "dev", bridge, "alias", f"distrilab:{lab}:management"],
+    subprocess.run(["ip", "link", "set", "dev", bridge, "alias", interface_alias(lab, "management")],
                    check=False, capture_output=True)
 
 

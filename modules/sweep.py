@@ -29,10 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdk.errors import DistrilabError
-from cdk.stages.links import alias_prefix
+from cdk.names import alias_prefix, parse_interfaces
 from cdk.sweep import HOST_ADDRESSES_ENV
 from modules.host_shell import Shell, ShellError, shell_for
-from modules.links import list_links, parse_interfaces
+from modules.links import list_links
 from modules.lxd_rest import LAB_KEY, delete_instance
 from modules.reconcile import Action, Reconciler, report_error
 

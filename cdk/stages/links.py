@@ -12,6 +12,7 @@ from typing import Any
 
 from cdk.errors import DistrilabError
 from cdk.model import Host, Lab, Link
+from cdk.names import alias_prefix
 from cdk.stages import common
 from cdk.stages.nodes import endpoint, short_hash
 
@@ -27,11 +28,6 @@ def lab_tag(lab: str) -> str:
 
 def link_tag(lab: str, link_id: str) -> str:
     return short_hash(f"{lab}/{link_id}", 8)
-
-
-def alias_prefix(lab: str) -> str:
-    """Every host interface of the lab carries an ifalias starting with this."""
-    return f"distrilab:{lab}:"
 
 
 def vni(lab: str, link_id: str) -> int:

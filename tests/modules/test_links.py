@@ -13,6 +13,7 @@ import pytest
 
 from bench.labs import leaf_spine
 from cdk.model import Host, Placement
+from cdk.names import parse_interfaces
 from cdk.stages import links as stage
 from modules.host_shell import SshShell
 from modules.links import (
@@ -20,7 +21,6 @@ from modules.links import (
     LinksReconciler,
     batch_lines,
     delete_group,
-    parse_interfaces,
     run_ip_batch,
 )
 from modules.reconcile import Action
