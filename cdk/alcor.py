@@ -701,7 +701,3 @@ def render_config(svc: Service, facts: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def required_images(section: Any) -> set[str]:
-    """Image recipes the lab needs for its Alcor section (for the images stage)."""
-    deployment = section if isinstance(section, Deployment) else resolve_section(section)
-    return {s.image for s in deployment.services} if deployment else set()

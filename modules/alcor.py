@@ -245,7 +245,8 @@ def properties_file(svc: ServiceSpec) -> str:
 
 
 def management_mac(lab: str, service: str) -> str:
-    """A fixed, locally administered MAC for a service's eth0 (LXD's 00:16:3e prefix)."""
+    """A fixed MAC for a service's eth0, in LXD's own 00:16:3e range (Xensource's OUI, which LXD
+    gives its containers: not a locally administered address), so it never changes across applies."""
     digest = hashlib.sha256(f"{lab}/{service}".encode()).digest()
     return "00:16:3e:" + ":".join(f"{b:02x}" for b in digest[:3])
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from modules.loadgen import alcor_api
-from modules.loadgen.scenario import STEP_ORDER, NodeSpec, Scenario
+from modules.loadgen.scenario import NodeSpec, Scenario
 
 #: Operations one run may hold; larger scenarios are cut by `limits.max_requests` anyway.
 MAX_PLANNED = 2_000_000
@@ -224,5 +224,3 @@ def _bind(fn: Callable[..., alcor_api.ApiCall], *args: object) -> Callable[[], a
     return lambda: fn(*args)
 
 
-def step_rank(step: str) -> int:
-    return STEP_ORDER.index(step)

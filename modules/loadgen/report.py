@@ -10,7 +10,6 @@ from typing import Any
 from modules.loadgen.stats import ERROR_CLASSES, StepStats
 
 REPORT_FILE = "report.json"
-PLOT_FILES = ("latency.png", "throughput.png", "errors.png")
 
 
 @dataclass

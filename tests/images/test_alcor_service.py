@@ -19,6 +19,7 @@ import pytest
 from cdk.errors import ImageBuildError
 from images.builder import ImageBuilder
 from images.recipe import RECIPES_DIR, RecipeBook
+from tests.ci import skip_unless_ci
 
 SERVICE_FILES = RECIPES_DIR / "files" / "alcor-service"
 IGNITE_FILES = RECIPES_DIR / "files" / "ignite"
@@ -29,7 +30,7 @@ STANDIN_SOURCE = Path(__file__).parent / "fixtures" / "alcor-standin" / "StandIn
 def standin_jar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """vpcmanager-0.1.0-SNAPSHOT.jar: the stand-in service, named like Alcor's VPC manager jar."""
     if shutil.which("javac") is None or shutil.which("jar") is None:
-        pytest.skip("needs a JDK (javac, jar): apt-get install openjdk-17-jdk-headless")
+        skip_unless_ci("needs a JDK (javac, jar): apt-get install openjdk-17-jdk-headless")
     work = tmp_path_factory.mktemp("standin")
     subprocess.run(["javac", "--release", "17", "-d", str(work / "classes"), str(STANDIN_SOURCE)],
                    check=True, timeout=120)
