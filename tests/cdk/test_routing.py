@@ -22,7 +22,6 @@ LABS = ("default", "dc-3tier", "fat-tree-k4")
 
 def routed(lab_file: str, **changes: Any) -> Lab:
     data = yaml.safe_load((LABS_DIR / f"{lab_file}.yaml").read_text())
-    data.pop("images", None)  # the routed fabric's default images
     data["fabric"] = {"mode": "l3"}
     data.update(changes)
     return lab_from_dict(data)

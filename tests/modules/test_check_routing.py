@@ -41,7 +41,6 @@ def test_route_next_hops_counts_what_the_kernel_has() -> None:
 
 def routed_lab() -> Lab:
     data = yaml.safe_load((LABS_DIR / "default.yaml").read_text())
-    data.pop("images")
     data["fabric"] = {"mode": "l3"}
     return lab_from_dict(data)
 

@@ -162,7 +162,6 @@ def routed_spec() -> dict:
     from tests.cdk.golden import LABS_DIR
 
     data = yaml.safe_load((LABS_DIR / "default.yaml").read_text())
-    data.pop("images")
     data["fabric"] = {"mode": "l3"}
     lab = lab_from_dict(data)
     built = fabric_stage.build(lab, lab.hosts[0])
