@@ -19,7 +19,7 @@ console = Console(stderr=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("check", help="test a deployed lab end to end (RSTP, ping, TCP)",
+    p = subparsers.add_parser("check", help="test a deployed lab end to end (RSTP or BGP + ECMP, ping, TCP)",
                               description=__doc__)
     p.add_argument("lab", type=Path, help="lab file")
     p.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
