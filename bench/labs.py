@@ -9,9 +9,10 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from cdk.host_routes import HostRoute, read_host_routes
+from cdk.host_routes import HostRoute
 from cdk.model import Lab
 from cdk.pipeline import lab_from_dict
+from stacks.host_facts import read_host_routes
 
 POOLS = ("management", "loopbacks", "p2p", "servers")
 

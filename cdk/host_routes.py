@@ -1,31 +1,22 @@
-"""The networks this machine already uses, so that a lab's address pools can avoid them.
+"""The networks this machine already uses, so that a lab's address pools can avoid them (pure).
 
-Read-only: `ip -j route` (the main routing table), `ip -j -d link` (interface aliases) and the
-resolver lines of /etc/resolv.conf. A route through a device of a deployed lab belongs to that lab,
-and is no conflict for the lab itself when it is loaded again: the device is the lab's if its ifalias
-is `distrilab:<lab>:...` (the convention for host bridges), or if it is named `dlm-<lab>` (the
-LXD-managed management bridge, which carries no ifalias).
+Parses `ip -j route` (the main routing table), `ip -j -d link` (interface aliases) and the
+resolver lines of /etc/resolv.conf; stacks/host_facts.py reads them. A route through a device of
+a deployed lab belongs to that lab, and is no conflict for the lab itself when it is loaded again:
+the device is the lab's if its ifalias is `distrilab:<lab>:...` (the convention for host bridges),
+or if it is named `dlm-<lab>` (the LXD-managed management bridge, which carries no ifalias).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import json
-import logging
-import subprocess
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from cdk.names import lab_of_interface
 
-log = logging.getLogger(__name__)
-
 #: the LXD-managed management bridge of lab L is `dlm-L`
 MANAGEMENT_BRIDGE_PREFIX = "dlm-"
-#: runs a command and returns its stdout (injectable so that tests can feed recorded output)
-CommandRunner = Callable[[Sequence[str]], str]
 
 
 @dataclass(frozen=True)
@@ -33,10 +24,6 @@ class HostRoute:
     network: str  # "192.0.2.0/24"; a resolver is a /32
     origin: str  # "route dev eth0", "resolver in /etc/resolv.conf"
     lab: str | None = None  # the distrilab lab whose bridge carries the route
-
-
-def _run(argv: Sequence[str]) -> str:
-    return subprocess.run(list(argv), capture_output=True, text=True, check=True, timeout=10).stdout
 
 
 def parse_routes(route_json: str, link_json: str) -> list[HostRoute]:
@@ -75,17 +62,3 @@ def parse_resolvers(resolv_conf: str) -> list[HostRoute]:
             if address.version == 4 and not address.is_loopback:
                 resolvers.append(HostRoute(f"{address}/32", "resolver in /etc/resolv.conf"))
     return resolvers
-
-
-def read_host_routes(
-    run: CommandRunner = _run, resolv_conf: Path = Path("/etc/resolv.conf")
-) -> list[HostRoute]:
-    """This machine's IPv4 routes and resolvers; empty parts when `ip` or the file is unavailable."""
-    try:
-        routes = parse_routes(run(["ip", "-j", "route"]), run(["ip", "-j", "-d", "link"]))
-    except (OSError, subprocess.SubprocessError, ValueError) as exc:
-        log.warning("cannot read the host's routes (%s): pool overlaps with them are not checked", exc)
-        routes = []
-    with contextlib.suppress(OSError):  # no resolv.conf: no resolver to collide with
-        routes += parse_resolvers(resolv_conf.read_text(encoding="utf-8"))
-    return routes

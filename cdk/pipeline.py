@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cdk.addressing import AddressPools, PoolExhausted, assign, overlaps, pool_capacity_problems
-from cdk.host_routes import HostRoute, read_host_routes
+from cdk.host_routes import HostRoute
 from cdk.lab import (
     AttrPath,
     LabSource,
@@ -54,7 +54,8 @@ def load_lab(
 ) -> Lab:
     """Load, validate and resolve a lab file; raises LabFileError naming every problem of a stage.
 
-    `host_routes` defaults to this machine's routes and resolvers (cdk.host_routes);
+    `host_routes`: this machine's routes and resolvers, read by the caller (stacks/host_facts.py;
+    none given: the pools are checked against each other only);
     `recipes_dir` to the shipped images/recipes; `capacities` (host -> nodes, read from the
     hosts by `up`) stand in for the capacity of hosts the lab gives none.
     """
@@ -90,7 +91,7 @@ def run_pipeline(
                       if not h.capacity_given and h.name in capacities else h for h in spec.hosts)
         spec = dataclasses.replace(spec, hosts=hosts)
     topology = expand(spec, source)  # topology generator: its constraints, then its nodes and links
-    routes = read_host_routes() if host_routes is None else host_routes
+    routes = host_routes or ()
     addressing = address(spec, topology, source, routes)  # pools: overlaps, capacity, host routes
     placement = place_nodes(spec, topology, source)  # nodes -> hosts, within their capacity
     check_names(spec, topology, source)  # container and interface names the kernel and LXD accept

@@ -29,7 +29,9 @@ def load(path: str | Path, check_host_routes: bool = True) -> Lab:
     if path.suffix == ".py":
         return _load_python(path)
     pipeline = importlib.import_module("cdk.pipeline")  # not at the top: `*.py` labs need none of it
-    routes = None if check_host_routes else ()
+    from stacks.host_facts import read_host_routes
+
+    routes = read_host_routes() if check_host_routes else ()
     lab = pipeline.load_lab(path, host_routes=routes)
     if any(h.kind == "ssh" and not h.capacity_given for h in lab.hosts):
         # what `up` read the hosts hold, so every command places the nodes as `up` did

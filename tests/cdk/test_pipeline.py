@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from cdk.errors import LabFileError
-from cdk.host_routes import HostRoute, parse_resolvers, parse_routes, read_host_routes
+from cdk.host_routes import HostRoute, parse_resolvers, parse_routes
 from cdk.lab import read_lab_file, source_from_dict, validate
 from cdk.model import INSTANCE_NAME_MAX, Endpoint, Lab, Limits, Link, Node, Topology, to_dict
 from cdk.pipeline import check_names, lab_from_dict, load_lab, parse_path, resolve_limits
+from stacks.host_facts import read_host_routes
 from tests.cdk.golden import FAKE_HOST_ROUTES, LABS_DIR, read_only
 
 SHIPPED = sorted(LABS_DIR.glob("*.yaml"))
