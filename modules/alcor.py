@@ -18,339 +18,115 @@ Services start in dependency order (Ignite first), one topological level at a ti
 `max_parallel` at once; each is gated on its health check and fails with its log tail. A service
 whose dependency failed is not started. A clean destroy leaves no instance labelled owner=alcor
 (the registrations go with the node manager's container; the ACA nodes belong to the nodes stage).
+
+The rooms: alcor_spec.py (the spec and the names it owns), alcor_files.py (what goes into the
+containers, pure), alcor_http.py (Alcor's HTTP API); files in instances go through lxd_rest.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import socket
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pylxd.exceptions import LXDAPIException
-
-from cdk.errors import DistrilabError, ReconcileError
-from cdk.stages.nodes import template_name
+from cdk.errors import ReconcileError
 from modules import lxd_rest as rest
 from modules import nodes
-from modules.loadgen import alcor_api
+from modules.alcor_files import (
+    boot_hook,
+    env_block,
+    forward_devices,
+    host_info,
+    management_mac,
+    parse_env,
+    properties_file,
+    service_hash,
+    update_env,
+)
+from modules.alcor_http import AlcorCallError, call_node_manager, http, probe, registered_nodes
+from modules.alcor_spec import (
+    ACA_ENV_FILE,
+    BOOT_HOOK,
+    ENV_FILE,
+    HASH_KEY,
+    IGNITE_ENV_FILE,
+    IGNITE_LOG,
+    LAUNCHER_LOG,
+    OWNER,
+    PROPERTIES_FILE,
+    PUSHED_JAR_DIR,
+    SEGMENT_KEY,
+    SERVICE_KEY,
+    AcaNode,
+    ServiceSpec,
+    Spec,
+    load,
+    template_of,
+)
+from modules.lxd_rest import pull_file, push_file
 from modules.reconcile import Action, Reconciler
 
-OWNER = "alcor"
-SERVICE_KEY = "user.distrilab.alcor.service"
-HASH_KEY = "user.distrilab.alcor.hash"
-#: set on the VPC manager's container once its default segment table exists
-SEGMENT_KEY = "user.distrilab.alcor.segment-table"
-
-#: the alcor-service image's launcher (/usr/local/sbin/alcor-service) reads these; runit service `alcor`
-ENV_FILE = "/etc/alcor/service.env"
-PROPERTIES_FILE = "/etc/alcor/application-overrides.properties"
-#: jars copied from the lab's jar_dir (the image's own jars are in /opt/alcor/jars)
-PUSHED_JAR_DIR = "/opt/alcor/lab"
-LAUNCHER_LOG = "/var/log/alcor/alcor-service.log"
-#: the ignite image's launcher (/usr/local/sbin/ignite-node) reads this; runit service `ignite`
-IGNITE_ENV_FILE = "/etc/ignite/ignite.env"
-IGNITE_LOG = "/var/log/ignite/ignite-node.log"
-BOOT_HOOK = "/etc/distrilab/boot.d/10-alcor-address"
 LOG_TAIL_LINES = 8
 LOG_LINE_CHARS = 150
-ACA_ENV_FILE = "/etc/aca/aca.env"
 
 PHASE_TEMPLATE, PHASE_DELETE, PHASE_SERVICES = 0, 1, 10
 PHASE_POST = 1000  # segment table, ACA settings
 PHASE_REGISTER = 1001  # node registrations (need the NCM address in the ACAs first)
 PHASE_TEMPLATE_DELETE = 1002
 
-HTTP_TIMEOUT = 10.0
-PROBE_TIMEOUT = 2.0
 
 
 # ------------------------------------------------------------------ spec
 
 
-@dataclass(frozen=True)
-class Health:
-    kind: str  # http | tcp
-    path: str
-    port: int
-    timeout: float
-    interval: float
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    instance: str
-    kind: str
-    recipe: str
-    image: str  # per-lab image alias
-    jar: str | None
-    port: int
-    extra_ports: dict[str, int]
-    address: str  # CIDR
-    java_opts: str
-    properties: dict[str, str]
-    depends_on: tuple[str, ...]
-    level: int
-    cpu: str | None
-    memory: str | None
-    health: Health
-    #: loopback port inside the container -> "address:port" it reaches (an LXD proxy device)
-    local_forwards: dict[str, str] = dataclasses.field(default_factory=dict)
-
-    @property
-    def ip(self) -> str:
-        return self.address.split("/")[0]
 
 
-@dataclass(frozen=True)
-class AcaNode:
-    name: str
-    instance: str
-    node_id: str
-    local_ip: str
-    data_path_ip: str
-    interface: str
-    server_port: int
-    host_dvr_mac: str
 
 
-@dataclass(frozen=True)
-class Spec:
-    lab: str
-    host: str
-    max_workers: int
-    pool: str
-    privileged: bool
-    network: str
-    gateway: str
-    jar_dir: str | None
-    max_parallel: int
-    services: tuple[ServiceSpec, ...]
-    segment_table_url: str | None = None
-    node_manager_url: str | None = None
-    aca_nodes: tuple[AcaNode, ...] = ()
-    aca_env: dict[str, str] = field(default_factory=dict)
-    endpoint: dict[str, Any] | None = None
-
-    def service(self, name: str) -> ServiceSpec:
-        for s in self.services:
-            if s.name == name:
-                return s
-        raise KeyError(name)
 
 
-def load(data: dict[str, Any]) -> Spec:
-    """The stage spec JSON -> Spec (DistrilabError on a malformed spec)."""
-    try:
-        services = tuple(
-            ServiceSpec(
-                name=s["name"],
-                instance=s["instance"],
-                kind=s["kind"],
-                recipe=s["recipe"],
-                image=s["image"],
-                jar=s.get("jar"),
-                port=int(s["port"]),
-                extra_ports={k: int(v) for k, v in (s.get("extra_ports") or {}).items()},
-                address=s["address"],
-                java_opts=s.get("java_opts") or "",
-                properties={str(k): str(v) for k, v in (s.get("properties") or {}).items()},
-                depends_on=tuple(s.get("depends_on") or ()),
-                level=int(s["level"]),
-                cpu=(s.get("limits") or {}).get("cpu"),
-                memory=(s.get("limits") or {}).get("memory"),
-                health=Health(**s["health"]),
-                local_forwards={str(k): str(v) for k, v in (s.get("local_forwards") or {}).items()},
-            )
-            for s in data.get("services", [])
-        )
-        post = data.get("post_deploy") or {}
-        aca = tuple(AcaNode(**n) for n in post.get("nodes", []))
-        return Spec(
-            lab=data["lab"],
-            host=data["host"],
-            max_workers=int(data.get("max_workers") or 8),
-            pool=data.get("pool") or "distrilab",
-            privileged=bool(data.get("privileged")),
-            network=data["network"]["name"],
-            gateway=data["network"]["gateway"],
-            jar_dir=data.get("jar_dir"),
-            max_parallel=int(data.get("max_parallel") or 4),
-            services=services,
-            segment_table_url=post.get("segment_table_url"),
-            node_manager_url=post.get("node_manager_url"),
-            aca_nodes=aca,
-            aca_env={str(k): str(v) for k, v in (post.get("aca_env") or {}).items()},
-            endpoint=data.get("endpoint"),
-        )
-    except (KeyError, TypeError, ValueError) as err:
-        raise DistrilabError(f"alcor spec: missing or malformed field {err}") from err
 
 
 # ------------------------------------------------------------------ container contents (pure)
 
 
-def template_of(lab: str, recipe: str) -> str:
-    """Alcor's own templates, apart from the nodes stage's (which deletes templates it does not use)."""
-    return template_name(lab, f"alcor-{recipe}")
 
 
-def env_block(svc: ServiceSpec, pushed_jar: str | None, ignite_image: bool) -> str:
-    """Lines appended to the image's own env file (sourced by sh, so they win over its defaults).
-
-    The image's JAVA_OPTS / JVM_OPTS are kept and `java_opts` is appended (the JVM takes the
-    last -Xmx), because the image's flags open the JDK internals Ignite needs on Java 17.
-    """
-    lines = ["", "# --- written by distrilab's alcor stage from the lab's deployment file"]
-    if ignite_image:
-        if svc.java_opts:
-            lines.append(f'JVM_OPTS="$JVM_OPTS {_dq(svc.java_opts)}"')
-        lines.append(f"IGNITE_CLIENT_PORT={svc.port}")
-        return "\n".join(lines) + "\n"
-    jar = f"{PUSHED_JAR_DIR}/{pushed_jar}" if pushed_jar else (svc.jar or "")
-    values = {
-        "ALCOR_SERVICE": svc.name,
-        "ALCOR_JAR": jar,
-        "ALCOR_PORT": str(svc.port),
-        "ALCOR_OVERRIDES": PROPERTIES_FILE,
-        "ALCOR_HEALTH_PATH": svc.health.path,
-    }
-    lines += [f"{key}={_shell_quote(value)}" for key, value in values.items()]
-    if svc.java_opts:
-        lines.append(f'JAVA_OPTS="$JAVA_OPTS {_dq(svc.java_opts)}"')
-    return "\n".join(lines) + "\n"
 
 
-def _dq(text: str) -> str:
-    """Safe inside double quotes in sh."""
-    return "".join("\\" + c if c in '"\\$`' else c for c in text)
 
 
-def properties_file(svc: ServiceSpec) -> str:
-    """The Spring overrides in java.util.Properties syntax, sorted."""
-    lines = ["# written by distrilab's alcor stage from the lab's deployment file"]
-    lines += [
-        f"{_escape_property(k)}={_escape_property(v, value=True)}" for k, v in sorted(svc.properties.items())
-    ]
-    return "\n".join(lines) + "\n"
 
 
-def management_mac(lab: str, service: str) -> str:
-    """A fixed MAC for a service's eth0, in LXD's own 00:16:3e range (Xensource's OUI, which LXD
-    gives its containers: not a locally administered address), so it never changes across applies."""
-    digest = hashlib.sha256(f"{lab}/{service}".encode()).digest()
-    return "00:16:3e:" + ":".join(f"{b:02x}" for b in digest[:3])
 
 
-def boot_hook(svc: ServiceSpec) -> str:
-    """Static management address on eth0, applied at every boot (no DHCP on the management bridge)."""
-    return f"#!/bin/sh\nip link set eth0 up\nip addr replace {svc.address} dev eth0\n"
 
 
-def _shell_quote(value: str) -> str:
-    return "'" + value.replace("'", "'\\''") + "'"
 
 
-def _escape_property(text: str, value: bool = False) -> str:
-    out = text.replace("\\", "\\\\").replace("\n", "\\n")
-    if not value:
-        out = out.replace("=", "\\=").replace(":", "\\:").replace(" ", "\\ ")
-    return out
 
 
-def service_hash(svc: ServiceSpec, image_fingerprint: str | None, jar_digest: str | None) -> str:
-    """Everything that makes a service container what it is; a change means recreate it.
-
-    Covers the whole service spec (its files are pure functions of it), the image and the jar's
-    content when the jar comes from jar_dir. Health settings and the level are left out: changing
-    how a service is waited for does not change the service.
-    """
-    fields = dataclasses.asdict(svc)
-    for key in ("health", "level", "depends_on"):
-        fields.pop(key)
-    payload = {"service": fields, "image": image_fingerprint, "jar_digest": jar_digest, "layout": 1}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def host_info(node: AcaNode, mac: str | None) -> dict[str, Any]:
-    """The node manager's registration body (the one builder: modules/loadgen/alcor_api.py)."""
-    return alcor_api.host_info(node.node_id, node.name, node.local_ip, node.data_path_ip, mac,
-                               node.interface, node.server_port, node.host_dvr_mac)
 
 
-def parse_env(text: str) -> dict[str, str]:
-    """KEY=value lines (values optionally single- or double-quoted) -> dict."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
-            value = value[1:-1]
-        out[key.strip()] = value
-    return out
 
 
-def update_env(text: str, values: dict[str, str]) -> str:
-    """Set KEY=value lines in an env file, keeping every other line (and comment) as it is."""
-    lines = text.splitlines()
-    seen = set()
-    for i, line in enumerate(lines):
-        key = line.split("=", 1)[0].strip()
-        if "=" in line and not line.lstrip().startswith("#") and key in values:
-            lines[i] = f"{key}={values[key]}"
-            seen.add(key)
-    lines += [f"{k}={v}" for k, v in values.items() if k not in seen]
-    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------ HTTP to Alcor
 
 
-class AlcorCallError(RuntimeError):
-    """An Alcor API call answered an error status or could not be made."""
 
 
-def http(method: str, url: str, body: Any = None, timeout: float = HTTP_TIMEOUT) -> tuple[int, str]:
-    """One JSON request; returns (status, body text). Connection errors raise AlcorCallError."""
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, response.read().decode(errors="replace")
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode(errors="replace")
-    except (urllib.error.URLError, OSError) as err:
-        raise AlcorCallError(f"{method} {url}: {getattr(err, 'reason', err)}") from err
 
 
-def probe(svc: ServiceSpec, timeout: float = PROBE_TIMEOUT) -> str | None:
-    """One health check: None when healthy, else why not."""
-    if svc.health.kind == "tcp":
-        try:
-            with socket.create_connection((svc.ip, svc.health.port), timeout=timeout):
-                return None
-        except OSError as err:
-            return f"tcp {svc.ip}:{svc.health.port}: {err}"
-    url = f"http://{svc.ip}:{svc.health.port}{svc.health.path}"
-    try:
-        status, text = http("GET", url, timeout=timeout)
-    except AlcorCallError as err:
-        return str(err)
-    return None if 200 <= status < 300 else f"GET {url}: {status} {text.strip()[:200]}"
 
 
 class HealthTimeout(RuntimeError):
@@ -411,7 +187,7 @@ class AlcorReconciler(Reconciler[Spec, dict[str, Any]]):
                 health[svc.name] = probe(svc)
         registered = None
         if spec.node_manager_url and instances.get(_node_instance(spec), {}).get("status") == "Running":
-            registered = _registered_nodes(spec.node_manager_url)
+            registered = registered_nodes(spec.node_manager_url)
         aca = {
             n.name: _observe_aca(client, n, owned.get(n.instance), bool(spec.aca_env)) for n in spec.aca_nodes
         }
@@ -504,7 +280,7 @@ class AlcorReconciler(Reconciler[Spec, dict[str, Any]]):
             _configure_aca(client, spec, data)
         elif verb in ("register-node", "update-node", "deregister-node"):
             self._skip_if_failed("node")
-            _call_node_manager(spec, verb, data)
+            call_node_manager(spec, verb, data)
         else:
             raise ValueError(f"unknown action verb {verb!r}")
 
@@ -690,19 +466,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _registered_nodes(url: str) -> list[dict[str, Any]] | None:
-    """The node manager's registrations (`GET /nodes` -> {"nodeInfos": [...]}); None if unreachable."""
-    try:
-        status, text = http("GET", f"{url}/nodes")
-    except AlcorCallError:
-        return None
-    if status != 200:
-        return None
-    try:
-        body = json.loads(text or "{}")
-    except ValueError:
-        return None
-    return list(body.get("nodeInfos") or [])
 
 
 def _observe_aca(client: Any, node: AcaNode, inst: dict[str, Any] | None, read_env: bool) -> dict[str, Any]:
@@ -786,19 +549,6 @@ def _create_service(client: Any, spec: Spec, svc: ServiceSpec, data: dict[str, A
     nodes.start_and_verify(client, svc.instance)
 
 
-def forward_devices(svc: ServiceSpec) -> dict[str, dict[str, str]]:
-    """One LXD proxy device per local forward: listens on the container's loopback, connects
-    from the host's side (which routes to the management network) to the target.
-
-    Why: Alcor's services reach Ignite at ignite.host:ignite.port only when ignite.host is the
-    literal `localhost`; any other value takes the Kubernetes address finder and the service
-    does not start ("IgniteClient is null": lib/.../common/db/ignite/IgniteConfiguration.java,
-    getThinIgniteClient, alcor 21f11b5). Older Alcor (host:port for any value) works the same."""
-    return {
-        f"fwd-{port}": {"type": "proxy", "bind": "instance", "listen": f"tcp:127.0.0.1:{port}",
-                        "connect": f"tcp:{target}"}
-        for port, target in sorted(svc.local_forwards.items())
-    }
 
 
 def _launcher_env(client: Any, svc: ServiceSpec) -> tuple[str, str, bool]:
@@ -849,41 +599,10 @@ def _log_tail(client: Any, svc: ServiceSpec) -> str:
     return "\n".join("      | " + line for line in cut) if cut else "      | (empty)"
 
 
-def push_file(client: Any, instance: str, path: str, content: bytes, mode: str = "0644") -> None:
-    """Write a file into an instance (running or stopped), creating its parent directories."""
-    parts = Path(path).parent.parts
-    for i in range(2, len(parts) + 1):
-        directory = "/".join(parts[:i]).replace("//", "/")
-        headers = {"X-LXD-type": "directory", "X-LXD-mode": "0755"}
-        try:
-            client.api.instances[instance].files.post(params={"path": directory}, headers=headers)
-        except LXDAPIException as err:
-            if "exist" not in rest.error_text(err).lower():
-                raise rest.LxdCallError(f"mkdir {directory} in {instance}: {rest.error_text(err)}") from err
-    headers = {
-        "X-LXD-type": "file",
-        "X-LXD-mode": mode,
-        "X-LXD-uid": "0",
-        "X-LXD-gid": "0",
-        "X-LXD-write": "overwrite",
-    }
-    try:
-        client.api.instances[instance].files.post(params={"path": path}, data=content, headers=headers)
-    except LXDAPIException as err:
-        raise rest.LxdCallError(f"write {path} in {instance}: {rest.error_text(err)}") from err
 
 
-def read_file(client: Any, instance: str, path: str) -> bytes:
-    """A file's bytes from an instance; LxdCallError when it cannot be read (e.g. it does not exist)."""
-    try:
-        # is_api=False: the body is the file itself (a JSON file is not an LXD API answer)
-        return client.api.instances[instance].files.get(params={"path": path}, is_api=False).content
-    except LXDAPIException as err:
-        raise rest.LxdCallError(f"read {path} in {instance}: {rest.error_text(err)}") from err
 
 
-def pull_file(client: Any, instance: str, path: str) -> str:
-    return read_file(client, instance, path).decode(errors="replace")
 
 
 def _create_segment_table(client: Any, spec: Spec, data: dict[str, Any]) -> None:
@@ -903,37 +622,8 @@ def _configure_aca(client: Any, spec: Spec, data: dict[str, Any]) -> None:
     rest.sh(client, instance, "sv restart aca >/dev/null 2>&1 || true", timeout=60)
 
 
-def _call_node_manager(spec: Spec, verb: str, data: dict[str, Any]) -> None:
-    """Register, update or remove one node; registering checks first, so it never duplicates a node."""
-    base = data["url"]
-    if verb == "deregister-node":
-        _expect("DELETE", f"{base}/nodes/{data['node_id']}")
-        return
-    info = data["host_info"]
-    if not info.get("mac_address"):
-        raise AlcorCallError(
-            f"ACA node {data['node']}: no MAC address for {info.get('veth')} "
-            "(is the node running, with its links?)"
-        )
-    url = f"{base}/nodes/{info['node_id']}"
-    if verb == "register-node":
-        # the plan may predate a restart of the node manager: ask again before creating
-        status, text = http("GET", url)
-        known = (
-            status == 200
-            and (json.loads(text or "{}").get("host_info") or {}).get("node_id") == info["node_id"]
-        )
-        if not known:
-            _expect("POST", f"{base}/nodes", {"host_info": info})
-            return
-    _expect("PUT", url, {"host_info": info})
 
 
-def _expect(method: str, url: str, body: Any = None) -> str:
-    status, text = http(method, url, body)
-    if not 200 <= status < 300:
-        raise AlcorCallError(f"{method} {url}: {status} {text.strip()[:300]}")
-    return text
 
 
 if __name__ == "__main__":

@@ -36,8 +36,9 @@ from cdk.errors import DistrilabError
 from cdk.stages.nodes import template_name
 from modules import lxd_rest as rest
 from modules import nodes
-from modules.alcor import management_mac, push_file, read_file
+from modules.alcor_files import management_mac
 from modules.loadgen.scenario import parse_scenario
+from modules.lxd_rest import push_file, read_file
 from modules.ping_agent import PingAgent
 from modules.reconcile import Action, Reconciler
 

@@ -15,10 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import urllib3
 from pylxd import client as pylxd_client
+from pylxd.exceptions import LXDAPIException
 from pylxd.exceptions import NotFound as NotFound  # re-exported for the reconcilers
 
 from cdk.names import LAB_KEY as LAB_KEY  # re-exported: the reconcilers read it from here
@@ -275,3 +277,44 @@ def _read_log(client: Any, name: str, path: str) -> str:
 
 def sh(client: Any, name: str, script: str, timeout: int = 120) -> ExecResult:
     return execute(client, name, ["sh", "-c", script], timeout=timeout)
+
+
+# ------------------------------------------------------------------ files in instances
+
+
+def push_file(client: Any, instance: str, path: str, content: bytes, mode: str = "0644") -> None:
+    """Write a file into an instance (running or stopped), creating its parent directories."""
+    parts = Path(path).parent.parts
+    for i in range(2, len(parts) + 1):
+        directory = "/".join(parts[:i]).replace("//", "/")
+        headers = {"X-LXD-type": "directory", "X-LXD-mode": "0755"}
+        try:
+            client.api.instances[instance].files.post(params={"path": directory}, headers=headers)
+        except LXDAPIException as err:
+            if "exist" not in error_text(err).lower():
+                raise LxdCallError(f"mkdir {directory} in {instance}: {error_text(err)}") from err
+    headers = {
+        "X-LXD-type": "file",
+        "X-LXD-mode": mode,
+        "X-LXD-uid": "0",
+        "X-LXD-gid": "0",
+        "X-LXD-write": "overwrite",
+    }
+    try:
+        client.api.instances[instance].files.post(params={"path": path}, data=content, headers=headers)
+    except LXDAPIException as err:
+        raise LxdCallError(f"write {path} in {instance}: {error_text(err)}") from err
+
+
+def read_file(client: Any, instance: str, path: str) -> bytes:
+    """A file's bytes from an instance; LxdCallError when it cannot be read (e.g. it does not exist)."""
+    try:
+        # is_api=False: the body is the file itself (a JSON file is not an LXD API answer)
+        return client.api.instances[instance].files.get(params={"path": path}, is_api=False).content
+    except LXDAPIException as err:
+        raise LxdCallError(f"read {path} in {instance}: {error_text(err)}") from err
+
+
+def pull_file(client: Any, instance: str, path: str) -> str:
+    return read_file(client, instance, path).decode(errors="replace")
+

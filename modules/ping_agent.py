@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from modules.alcor import AlcorCallError, http
+from modules.alcor_http import AlcorCallError, http
 from modules.port_endpoint import Endpoint, attach_script, detach_script, ping_script
 
 #: runs a shell script in a node's container: (instance, script) -> (exit code, output)

@@ -37,7 +37,7 @@ from cdk.stages import controller as controller_stage
 from cdk.stages import images as images_stage
 from cdk.stages import links as links_stage
 from cdk.stages import nodes as nodes_stage
-from modules import alcor, controller, lxd_client
+from modules import alcor, alcor_files, alcor_http, alcor_spec, controller, lxd_client
 from modules import lxd_rest as rest
 from modules.images import Images
 from modules.links import LinksReconciler
@@ -132,7 +132,7 @@ def get_json(url: str) -> Any:
 def apply_alcor(lab: Lab) -> int:
     spec = alcor_stage.build(lab, lab.hosts[0])
     assert spec is not None
-    return alcor.AlcorReconciler().converge(alcor.load(spec))
+    return alcor.AlcorReconciler().converge(alcor_spec.load(spec))
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,7 @@ def deployed(lab_name: str, tmp_path_factory: pytest.TempPathFactory):  # type: 
         spec = alcor_stage.build(lab, host)
         assert spec is not None
         reconciler = alcor.AlcorReconciler()
-        reconciler.converge(reconciler.empty_spec(alcor.load(spec)))
+        reconciler.converge(reconciler.empty_spec(alcor_spec.load(spec)))
         for reconciler, spec in reversed(stages):
             reconciler.converge(reconciler.empty_spec(spec))
         sweep = Sweep()
@@ -229,7 +229,7 @@ def test_each_service_received_its_configuration(deployed: dict[str, Any]) -> No
     for name, svc in services_of(lab).items():
         got = info(svc)["properties"]
         assert got["server.port"] == str(svc["port"]), name
-        assert got["spring.config.additional-location"] == f"file:{alcor.PROPERTIES_FILE}", name
+        assert got["spring.config.additional-location"] == f"file:{alcor_spec.PROPERTIES_FILE}", name
         for key, value in svc["properties"].items():
             assert got.get(key) == value, (name, key)
     services = services_of(lab)
@@ -265,7 +265,8 @@ def test_post_deploy_segment_table_and_node_registrations(deployed: dict[str, An
         assert node["data-path-ip"] == fabric[name]
         assert node["veth"] == "eth1" and node["server_port"] == 50001
         assert node["host_dvr_mac"] == "fe:16:11:00:00:00"
-        env = alcor.parse_env(rest.sh(client, lab.instance_name(name), f"cat {alcor.ACA_ENV_FILE}").stdout)
+        aca_env = rest.sh(client, lab.instance_name(name), f"cat {alcor_spec.ACA_ENV_FILE}").stdout
+        env = alcor_files.parse_env(aca_env)
         assert env["ACA_NCM_ADDRESS"] == services["network-config"]["address"].split("/")[0]
         assert env["ACA_NCM_PORT"] == "9016"
 
@@ -291,13 +292,13 @@ def test_unhealthy_service_fails_clearly_and_reapply_recovers(deployed: dict[str
     assert "told to stay unhealthy" in text  # the stand-in's own log line, from the log tail
     assert f"recreate dl-{lab.name}-alcor-api-gateway" in text
     assert "not started: dependency quota failed" in text
-    spec = alcor.load(alcor_stage.build(lab, lab.hosts[0]) or {})
-    unhealthy = [s.name for s in spec.services if alcor.probe(s) is not None]
+    spec = alcor_spec.load(alcor_stage.build(lab, lab.hosts[0]) or {})
+    unhealthy = [s.name for s in spec.services if alcor_http.probe(s) is not None]
     assert unhealthy == [BROKEN]  # the rest of the control plane kept running
     assert apply_alcor(lab) == 1  # the fixed deployment converges: quota (the gateway was never changed)
     assert apply_alcor(lab) == 0
-    spec = alcor.load(alcor_stage.build(lab, lab.hosts[0]) or {})
-    assert [s.name for s in spec.services if alcor.probe(s) is not None] == []
+    spec = alcor_spec.load(alcor_stage.build(lab, lab.hosts[0]) or {})
+    assert [s.name for s in spec.services if alcor_http.probe(s) is not None] == []
 
 
 def test_controller_runs_once_in_its_container_and_reports(deployed: dict[str, Any]) -> None:
