@@ -19,8 +19,9 @@ from cdk.model import Lab, Node
 #: cgroups hold 40 MiB each against 4.7 for a server; so a server or Linux-bridge switch ~14 MiB
 #: and an OVS switch ~48 (the 250-node OVS figure less its servers). An ACA server runs OVS and the
 #: agent too: counted as an OVS switch plus a margin for the agent (not measured here: no ACA binary)
-#: A routed fabric's switch runs FRR's zebra and bgpd: ~32 MiB (bench/results/fabric_modes.json)
-NODE_MIB = {"server": 14, "switch/linux": 14, "switch/ovs": 48, "switch/frr": 32, "aca": 64}
+#: A routed fabric's switch runs FRR's zebra and bgpd: its cgroup held 35.5 MiB in the 18-node
+#: dc-3tier (bench/results/fabric_modes.json, 2026-12-03), counted with its lxc monitor as 40
+NODE_MIB = {"server": 14, "switch/linux": 14, "switch/ovs": 48, "switch/frr": 40, "aca": 64}
 #: a Java service without a memory limit (the JVM's default heap is a quarter of the host)
 SERVICE_MIB = 1024
 #: kept for the host itself, the LXD daemon and terraform

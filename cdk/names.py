@@ -1,13 +1,15 @@
-"""How a lab marks what it owns: one place for every ownership label (pure).
+"""How a lab names and marks what it owns: one place for every name and ownership label (pure).
 
 Every object a lab creates carries the lab's name: LXD objects the config key LAB_KEY, host
 network interfaces an ifalias `distrilab:<lab>:<what>`, image aliases and descriptions the same
 prefix. `destroy`, the sweep (modules/sweep.py), drift detection and the host-route check
-(cdk/host_routes.py) recognise the lab's objects by these and nothing else.
+(cdk/host_routes.py) recognise the lab's objects by these and nothing else. Names derived from
+hashes (of the lab, of a link id) fit the kernel's 15 characters and stay put when the lab grows.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 #: LXD config key on every instance, profile and network a lab creates
@@ -15,6 +17,48 @@ LAB_KEY = "user.distrilab.lab"
 #: LXD config key naming the stage that owns an object
 OWNER_KEY = "user.distrilab.owner"
 _ALIAS_PREFIX = "distrilab:"
+
+
+#: Linux interface names are at most 15 characters
+_IFNAME_MAX = 15
+
+
+def short_hash(text: str, length: int) -> str:
+    """A deterministic hex digest prefix, for names that must fit kernel/LXD length limits."""
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def management_network(lab: str) -> str:
+    """The LXD-managed bridge of a lab's management network: `dlm-<lab>`, hashed when too long."""
+    name = f"dlm-{lab}"
+    return name if len(name) <= _IFNAME_MAX else f"dlm-{short_hash(lab, 10)}"
+
+
+def image_alias(lab: str, recipe: str) -> str:
+    """The per-lab image alias the images stage creates for a recipe."""
+    return f"dl-{lab}-{recipe}"
+
+
+def template_name(lab: str, recipe: str) -> str:
+    """The stopped, already id-shifted container every node of one image is copied from.
+
+    The double hyphen keeps it apart from node containers (`dl-<lab>-<node>`; node names never
+    start with a hyphen).
+    """
+    return f"dl-{lab}--tpl-{recipe}"
+
+
+def lab_tag(lab: str) -> str:
+    return short_hash(lab, 4)
+
+
+def link_tag(lab: str, link_id: str) -> str:
+    return short_hash(f"{lab}/{link_id}", 8)
+
+
+def vni(lab: str, link_id: str) -> int:
+    """The VXLAN id of a cross-host link: the same on both hosts, 1..2^24-1."""
+    return int(short_hash(f"vni/{lab}/{link_id}", 6), 16) % 0xFFFFFE + 1
 
 
 def alias_prefix(lab: str) -> str:

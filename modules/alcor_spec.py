@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cdk.errors import DistrilabError
-from cdk.stages.nodes import template_name
+from cdk.names import template_name
 
 OWNER = "alcor"
 

@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 
 from cdk.errors import DistrilabError
-from cdk.stages.nodes import template_name
+from cdk.names import template_name
 from modules import lxd_rest as rest
 from modules import nodes
 from modules.alcor_files import management_mac

@@ -27,8 +27,7 @@ from typing import Any
 from pylxd.exceptions import LXDAPIException, NotFound
 
 from cdk.errors import DistrilabError, ImageBuildError
-from cdk.names import interface_alias
-from cdk.stages.images import image_alias
+from cdk.names import image_alias, interface_alias
 from images.builder import BuiltImage, ImageBuilder, fingerprint, pack
 from modules import lxd_rest as rest
 from modules.reconcile import Action, Reconciler

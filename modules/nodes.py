@@ -29,8 +29,7 @@ from typing import Any
 from pylxd.exceptions import LXDAPIException
 
 from cdk.errors import DistrilabError, ReconcileError
-from cdk.names import interface_alias
-from cdk.stages.nodes import short_hash, template_name
+from cdk.names import interface_alias, short_hash, template_name
 from modules import lxd_rest as rest
 from modules.host_shell import is_local
 from modules.reconcile import Action, ProgressCallback, Reconciler

@@ -19,8 +19,8 @@ from typing import Any
 from cdk import alcor as model
 from cdk.errors import LabFileError, Problem
 from cdk.model import Host, Lab, Node
+from cdk.names import image_alias, management_network
 from cdk.stages import common
-from cdk.stages.nodes import image_alias, management_network
 
 #: the image recipe whose servers run the Alcor Control Agent (and so get registered)
 ACA_IMAGE = "aca"

@@ -28,6 +28,7 @@ from typing import Any
 
 from cdk.errors import LabFileError, Problem
 from cdk.model import Host, Lab
+from cdk.names import image_alias, management_network
 from cdk.stages import common
 from cdk.stages.alcor import (
     aca_nodes,
@@ -37,7 +38,6 @@ from cdk.stages.alcor import (
     deployment_of,
     node_entry,
 )
-from cdk.stages.nodes import image_alias, management_network
 
 FIELDS = ("scenario", "mode", "image", "target", "endpoints", "timeout", "resources")
 MODES = ("container", "host")

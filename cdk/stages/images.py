@@ -20,11 +20,6 @@ from cdk.stages.nodes import endpoint
 SETTINGS = ("mirror", "suite", "without")
 
 
-def image_alias(lab: str, recipe: str) -> str:
-    """The per-lab alias of a recipe's image (the nodes stage launches from it)."""
-    return f"dl-{lab}-{recipe}"
-
-
 def build(lab: Lab, host: Host) -> dict[str, Any] | None:
     """The images-stage spec for `host` (pure): every recipe `lab.images` names, deduplicated.
 

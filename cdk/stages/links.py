@@ -12,27 +12,14 @@ from typing import Any
 
 from cdk.errors import DistrilabError
 from cdk.model import Host, Lab, Link
-from cdk.names import alias_prefix
+from cdk.names import alias_prefix, lab_tag, link_tag, vni
 from cdk.stages import common
-from cdk.stages.nodes import endpoint, short_hash
+from cdk.stages.nodes import endpoint
 
 #: VXLAN's UDP port (IANA)
 VXLAN_PORT = 4789
 #: the largest MTU a VXLAN over a 1500-byte underlay can carry (50 bytes of headers)
 VXLAN_MTU = 1450
-
-
-def lab_tag(lab: str) -> str:
-    return short_hash(lab, 4)
-
-
-def link_tag(lab: str, link_id: str) -> str:
-    return short_hash(f"{lab}/{link_id}", 8)
-
-
-def vni(lab: str, link_id: str) -> int:
-    """The VXLAN id of a cross-host link: the same on both hosts, 1..2^24-1."""
-    return int(short_hash(f"vni/{lab}/{link_id}", 6), 16) % 0xFFFFFE + 1
 
 
 def fabric_mtu(lab: Lab) -> int:

@@ -6,42 +6,13 @@ Pure: the same lab always gives the same dict. `modules/nodes.py` converges a ho
 from __future__ import annotations
 
 import functools
-import hashlib
 from typing import Any
 
 from cdk.model import Host, Lab, Node
+from cdk.names import image_alias, management_network
 from cdk.stages import common
 
 OVS_PACKAGE = "openvswitch-switch"
-
-#: Linux interface names are at most 15 characters
-_IFNAME_MAX = 15
-
-
-def short_hash(text: str, length: int) -> str:
-    """A deterministic hex digest prefix, for names that must fit kernel/LXD length limits."""
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
-
-
-def management_network(lab: str) -> str:
-    """The LXD-managed bridge of a lab's management network: `dlm-<lab>`, hashed when too long."""
-    name = f"dlm-{lab}"
-    return name if len(name) <= _IFNAME_MAX else f"dlm-{short_hash(lab, 10)}"
-
-
-def image_alias(lab: str, recipe: str) -> str:
-    """The per-lab image alias the images stage creates for a recipe."""
-    return f"dl-{lab}-{recipe}"
-
-
-def template_name(lab: str, recipe: str) -> str:
-    """The stopped, already id-shifted container every node of one image is copied from.
-
-    The double hyphen keeps it apart from node containers (`dl-<lab>-<node>`; node names never
-    start with a hyphen).
-    """
-    return f"dl-{lab}--tpl-{recipe}"
-
 
 def endpoint(host: Host, lab: str | None = None) -> dict[str, Any]:
     """How a reconciler reaches the host's LXD API and shell (modules.lxd_client.connect and

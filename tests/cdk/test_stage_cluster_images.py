@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from cdk.names import image_alias
 from cdk.pipeline import lab_from_dict
 from cdk.stages import STAGES
 from cdk.stages.cluster import POOL, SYSCTLS
-from cdk.stages.images import image_alias
 from modules.images import parse_spec as parse_images_spec
 from modules.lxd_host import parse_spec as parse_cluster_spec
 

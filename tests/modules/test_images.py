@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from cdk.stages.images import image_alias
+from cdk.names import image_alias
 from images.builder import rootfs_bytes
 from modules.images import Images, Spec, alias_description, plan_images, resolve
 from modules.lxd_client import connect

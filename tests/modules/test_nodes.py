@@ -157,7 +157,7 @@ def test_a_create_the_cluster_database_times_out_is_sent_again(
 
 
 def test_long_lab_names_get_a_hashed_management_bridge() -> None:
-    from cdk.stages.nodes import management_network
+    from cdk.names import management_network
 
     assert management_network("short") == "dlm-short"
     long_name = management_network("a-very-long-lab-name")
