@@ -53,54 +53,63 @@ def answer(lxd: Lxd, node: Node, command: str, parse: Callable[[str], T]) -> T |
         return rest.error_text(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
+def poll(lab: Lab, lxd: Lxd, nodes: list[Node], command: str, parse: Callable[[str], T],
+         wrong: Callable[[Node, T], list[str]], timeout: float) -> list[str]:
+    """Ask every node `command` until none has anything `wrong` (or the timeout passed): the last
+    findings, a node that does not answer among them."""
+    from modules.check import _pool
+
+    deadline = time.monotonic() + timeout
+    while True:
+        answers = _pool(lab, nodes, lambda n: answer(lxd, n, command, parse))
+        findings = [f"{n.name}: not answering ({have})" for n, have in zip(nodes, answers, strict=True)
+                    if isinstance(have, str)]
+        findings += [line for n, have in zip(nodes, answers, strict=True) if not isinstance(have, str)
+                     for line in wrong(n, have)]
+        if not findings or time.monotonic() >= deadline:
+            return findings
+        time.sleep(1.0)
+
+
 def check_bgp(lab: Lab, lxd: Lxd, timeout: float) -> CheckResult:
     """Every eBGP session of every switch is Established."""
-    from modules.check import CheckResult, _pool
+    from modules.check import CheckResult
 
     routers = routing.routers(lab.topology, lab.addressing)
     switches = [n for n in lab.topology.nodes if n.name in routers]
-    deadline = time.monotonic() + timeout
-    while True:
-        states = _pool(lab, switches, lambda n: answer(lxd, n, BGP_SUMMARY, peer_states))
-        silent = [f"{n.name}: not answering ({have})" for n, have in zip(switches, states, strict=True)
-                  if isinstance(have, str)]
-        down = silent + [
-            f"{n.name} -> {s.peer} ({s.address} via {s.interface}): {have.get(s.address) or 'no session'}"
-            for n, have in zip(switches, states, strict=True) if isinstance(have, dict)
-            for s in routers[n.name].sessions if have.get(s.address) != "Established"]
-        sessions = sum(len(r.sessions) for r in routers.values())
-        if not down:
-            summary = f"{sessions} session(s) established on {len(switches)} switches"
-            return CheckResult("bgp", True, summary, 0.0)
-        if time.monotonic() >= deadline:
-            return CheckResult("bgp", False, f"{len(down)} of {sessions} session(s) not established after "
-                               f"{timeout:.0f}s", 0.0, down, {"down": down})
-        time.sleep(1.0)
+
+    def not_established(node: Node, have: dict[str, str]) -> list[str]:
+        return [f"{node.name} -> {s.peer} ({s.address} via {s.interface}): "
+                f"{have.get(s.address) or 'no session'}"
+                for s in routers[node.name].sessions if have.get(s.address) != "Established"]
+
+    down = poll(lab, lxd, switches, BGP_SUMMARY, peer_states, not_established, timeout)
+    sessions = sum(len(r.sessions) for r in routers.values())
+    if not down:
+        return CheckResult("bgp", True, f"{sessions} session(s) established on {len(switches)} switches", 0.0)
+    return CheckResult("bgp", False, f"{len(down)} of {sessions} session(s) not established after "
+                       f"{timeout:.0f}s", 0.0, down, {"down": down})
 
 
 def check_ecmp(lab: Lab, lxd: Lxd, timeout: float) -> CheckResult:
     """Each rack switch routes to every other rack over all its equal-cost paths."""
-    from modules.check import CheckResult, _pool
+    from modules.check import CheckResult
 
     expected = routing.expected_next_hops(lab.topology, lab.addressing)
     racks = [n for n in lab.topology.nodes if n.name in expected]
     if not racks:
         return CheckResult("ecmp", True, "no racks", 0.0)
-    deadline = time.monotonic() + timeout
-    while True:
-        found = _pool(lab, racks, lambda n: answer(lxd, n, BGP_ROUTES, route_next_hops))
-        wrong = [f"{n.name}: not answering ({have})" for n, have in zip(racks, found, strict=True)
-                 if isinstance(have, str)]
-        wrong += [f"{n.name} -> {prefix}: {have.get(prefix, 0)} next hop(s), expected {want}"
-                  for n, have in zip(racks, found, strict=True) if isinstance(have, dict)
-                  for prefix, want in sorted(expected[n.name].items()) if have.get(prefix, 0) != want]
-        routes = sum(len(r) for r in expected.values())
+
+    def incomplete(node: Node, have: dict[str, int]) -> list[str]:
+        return [f"{node.name} -> {prefix}: {have.get(prefix, 0)} next hop(s), expected {want}"
+                for prefix, want in sorted(expected[node.name].items()) if have.get(prefix, 0) != want]
+
+    wrong = poll(lab, lxd, racks, BGP_ROUTES, route_next_hops, incomplete, timeout)
+    routes = sum(len(r) for r in expected.values())
+    if not wrong:
         widths = sorted({w for r in expected.values() for w in r.values()})
-        if not wrong:
-            return CheckResult("ecmp", True, f"{routes} rack route(s) on {len(racks)} rack switches, "
-                               f"{'/'.join(map(str, widths))} next hops each", 0.0,
-                               data={"routes": routes, "next_hops": widths})
-        if time.monotonic() >= deadline:
-            return CheckResult("ecmp", False, f"{len(wrong)} of {routes} rack route(s) incomplete after "
-                               f"{timeout:.0f}s", 0.0, wrong, {"incomplete": wrong})
-        time.sleep(1.0)
+        return CheckResult("ecmp", True, f"{routes} rack route(s) on {len(racks)} rack switches, "
+                           f"{'/'.join(map(str, widths))} next hops each", 0.0,
+                           data={"routes": routes, "next_hops": widths})
+    return CheckResult("ecmp", False, f"{len(wrong)} of {routes} rack route(s) incomplete after "
+                       f"{timeout:.0f}s", 0.0, wrong, {"incomplete": wrong})
