@@ -89,6 +89,17 @@ def canonical_json(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def hashed(data: Any) -> tuple[str, str]:
+    """(canonical JSON, its sha256 hex): what content-addressed spec files are named after."""
+    text = canonical_json(data)
+    return text, hashlib.sha256(text.encode()).hexdigest()
+
+
+def destroy_spec_name(stage: str, host: str) -> str:
+    """The spec file a destroy provisioner reads: the one named by the hash in its `input`."""
+    return f"{stage}@{host}-${{substr(self.input.hash, 0, 12)}}.json"
+
+
 def stage_specs(lab: Lab, stages: Iterable[Stage]) -> list[StageSpec]:
     """Run every stage builder for every host (None: nothing to do there). Pure apart from imports."""
     specs: list[StageSpec] = []
@@ -97,8 +108,7 @@ def stage_specs(lab: Lab, stages: Iterable[Stage]) -> list[StageSpec]:
         for host, spec in built:
             if spec is None:
                 continue
-            text = canonical_json(spec)
-            digest = hashlib.sha256(text.encode()).hexdigest()
+            text, digest = hashed(spec)
             specs.append(StageSpec(stage, host, spec, text, digest))
     return specs
 
@@ -168,10 +178,8 @@ class LabStack(cdktn.TerraformStack):
 
         # the inventory is large (a record per node): passing it through jsii costs ~0.4 s at 1000
         # nodes, so it goes to a content-addressed file that terraform reads for the output
-        inventory_text = canonical_json(inventory(lab))
-        self.inventory_file = self._write_file(
-            f"inventory-{hashlib.sha256(inventory_text.encode()).hexdigest()[:12]}.json", inventory_text
-        )
+        inventory_text, inventory_digest = hashed(inventory(lab))
+        self.inventory_file = self._write_file(f"inventory-{inventory_digest[:12]}.json", inventory_text)
         cdktn.TerraformOutput(
             self,
             "inventory",
@@ -219,10 +227,9 @@ class LabStack(cdktn.TerraformStack):
         Only `destroy` runs it; a changed spec (hosts) is an in-place update of `input`, never a
         replacement (a replacement's deposed object would be destroyed: measured, without its
         provisioners; still, nothing may sweep a lab that lives on)."""
-        text = canonical_json(sweep_spec(self.lab))
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        text, digest = hashed(sweep_spec(self.lab))
         self._write_file(spec_file_name(SWEEP, "all", digest), text)
-        destroy_spec = self.specs_dir / f"{SWEEP}@all-${{substr(self.input.hash, 0, 12)}}.json"
+        destroy_spec = self.specs_dir / destroy_spec_name(SWEEP, "all")
         addresses = dict(self.aws.public_addresses)
         environment = {HOST_ADDRESSES_ENV: "${jsonencode(self.input.addresses)}"} if addresses else {}
         self.sweep = cdktn.TerraformResource(
@@ -257,7 +264,7 @@ class LabStack(cdktn.TerraformStack):
         common = f"--generation ${{self.id}} --state-dir {self.paths.state_dir}"
         create_spec = self.specs_dir / s.file_name
         # destroy reads the spec this resource was created from, found through its stored hash
-        destroy_spec = self.specs_dir / f"{s.stage.name}@{s.host}-${{substr(self.input.hash, 0, 12)}}.json"
+        destroy_spec = self.specs_dir / destroy_spec_name(s.stage.name, s.host)
         addresses = self._aws_addresses(s)
         if addresses and s.stage.name == "cluster":
             depends_on = [*depends_on, *self.aws.depends_on]  # the host must exist to be set up
