@@ -486,6 +486,7 @@ def assign(topology: Topology, pools: AddressPools, mtu: int = 1500, routed: boo
         },
         server_network=str(server_pool),
         servers=tuple(sorted(server_addresses, key=lambda s: s.node)),
+        pools=dict(pools.items()),
         rack_subnets={rack: str(subnet) for rack, subnet in rack_subnets.items()},
         mtu=mtu,
         rack_gateways=gateways,

@@ -105,6 +105,8 @@ class Addressing:
     mtu: int
     #: routed fabric only: rack switch -> its address in the rack, the servers' gateway ("10.213.3.254/24")
     rack_gateways: dict[str, str] = field(default_factory=dict)
+    #: the four pools the addresses came from (management, loopbacks, p2p, servers -> network)
+    pools: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- placement

@@ -43,3 +43,7 @@ class Paths:
     def state_file(self, lab: str) -> Path:
         """Terraform state: where `cdktf deploy` keeps it by default (run from the repo root)."""
         return self.state_root / f"terraform.{lab}.tfstate"
+
+    def last_check(self, lab: str) -> Path:
+        """The last `distrilab check` report of a lab (its --json form; `serve` shows it)."""
+        return self.specs_dir.parent / "checks" / f"{lab}.json"

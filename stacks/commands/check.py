@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.table import Table
 
+from stacks.json_output import document, emit
 from stacks.loading import load
+from stacks.paths import Paths
 
 if TYPE_CHECKING:
     from modules.check import Report
@@ -51,10 +53,20 @@ def check(args: argparse.Namespace) -> int:
     if args.json:
         report = run_checks(lab, rstp_timeout=args.rstp_timeout, ping_deadline=args.ping_deadline,
                             full=args.full)
-        print(json.dumps(report.to_dict(), indent=2))
+        emit("check", report.to_dict())
     else:
         with console.status("checking ...") as status:
             report = run_checks(lab, rstp_timeout=args.rstp_timeout, ping_deadline=args.ping_deadline,
                                 progress=lambda text: status.update(text), full=args.full)
         Console().print(render(report))
+    save_report(lab.name, document("check", report.to_dict()))
     return 0 if report.ok else 1
+
+
+def save_report(lab: str, report: dict) -> None:
+    """Keep the last report where `serve` (and a later look) finds it; written whole, then renamed."""
+    path = Paths.for_repo().last_check(lab)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(report, indent=2))
+    partial.replace(path)

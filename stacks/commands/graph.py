@@ -14,6 +14,7 @@ from rich.console import Console
 
 from cdk.errors import DistrilabError
 from cdk.model import Lab
+from stacks.json_output import emit
 from stacks.loading import load
 from stacks.paths import REPO_ROOT
 
@@ -39,6 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--outdir", type=Path, default=REPO_ROOT / "cdktf.out" / "graph", help="where the files go"
     )
+    p.add_argument("--json", action="store_true", help="print the drawn topology and the files as JSON")
     p.set_defaults(func=graph)
 
 
@@ -101,11 +103,26 @@ def render(dot_file: Path, formats: tuple[str, ...] = FORMATS) -> list[Path]:
     return outputs
 
 
+def drawn(lab: Lab, files: list[Path]) -> dict[str, object]:
+    """The topology as drawn (tier 0 at the top), for docs/schemas/distrilab-graph.v1.json."""
+    hosts = lab.placement.assignment
+    return {
+        "lab": lab.name, "topology": lab.topology.kind, "files": [str(f) for f in files],
+        "nodes": [{"name": n.name, "role": n.role, "tier": tier(n.role), "host": hosts[n.name]}
+                  for n in lab.topology.nodes],
+        "links": [{"a": k.a.node, "a_interface": k.a.interface, "b": k.b.node, "b_interface": k.b.interface,
+                   "cross_host": hosts[k.a.node] != hosts[k.b.node]} for k in lab.topology.links],
+    }
+
+
 def graph(args: argparse.Namespace) -> int:
     lab = load(args.lab)
     args.outdir.mkdir(parents=True, exist_ok=True)
     dot_file = args.outdir / f"{lab.name}.dot"
     dot_file.write_text(to_dot(lab))
     files = [dot_file, *render(dot_file)]
+    if args.json:
+        emit("graph", drawn(lab, files))
+        return 0
     console.print("[green]graph[/] " + ", ".join(str(f) for f in files), highlight=False)
     return 0

@@ -25,6 +25,7 @@ from rich.table import Table
 
 from cdk.errors import DistrilabError
 from images.aca import aca_options_from_args, add_aca_arguments
+from stacks.json_output import emit
 
 if TYPE_CHECKING:
     from images.builder import BuildProgress
@@ -67,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.set_defaults(func=build_command)
 
     ls = sub.add_parser("list", help="cached image layers")
+    ls.add_argument("--json", action="store_true", help="print the layers as JSON")
     ls.set_defaults(func=list_command)
 
     rm = sub.add_parser("rm", help="remove every cached layer of a recipe")
@@ -141,6 +143,11 @@ def list_command(args: argparse.Namespace) -> int:
 
     root = cache_dir()
     known = set(RecipeBook().names())
+    if args.json:
+        layers = [{**layer, "directory": str(layer["directory"]), "has_recipe": layer["name"] in known}
+                  for layer in cached_layers(root)]
+        emit("image-list", {"cache": str(root), "layers": layers})
+        return 0
     table = Table(title=f"cached image layers in {root}")
     for col in ("recipe", "hash", "parent", "built in", "packed", "skipped"):
         table.add_column(col)

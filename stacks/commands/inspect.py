@@ -4,7 +4,6 @@ placement spread them (nodes per host, links that cross hosts)."""
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cdk.model import Lab
+from stacks.json_output import emit
 from stacks.loading import load
 
 console = Console()
@@ -79,7 +79,7 @@ def inspect(args: argparse.Namespace) -> int:
     rows = node_rows(lab, lxd_states(lab))
     placement = spread(lab)
     if args.json:
-        print(json.dumps({"lab": lab.name, "placement": placement, "nodes": rows}, indent=2))
+        emit("inspect", {"lab": lab.name, "placement": placement, "nodes": rows})
         return 0
     hosts = ", ".join(f"{h} {n}" for h, n in placement["nodes_per_host"].items())
     table = Table(title=f"{lab.name}: {len(rows)} nodes", caption=(

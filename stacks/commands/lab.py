@@ -15,12 +15,15 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.markup import escape
 
+from stacks.json_output import emit
 from stacks.loading import load
 
 if TYPE_CHECKING:
+    from cdk.model import Lab
     from stacks.drift import Drift
 
 console = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,10 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p.set_defaults(func=handler)
         return p
 
-    lab_command("validate", "check a lab file and show what it expands to", validate)
+    p = lab_command("validate", "check a lab file and show what it expands to", validate)
+    p.add_argument("--json", action="store_true", help="print what the lab expands to as JSON")
     p = lab_command("synth", "write the lab's terraform configuration into cdktf.out/", synth)
     p.add_argument("--outdir", type=Path, default=None, help="instead of cdktf.out (tests)")
-    lab_command("plan", "show which stage on which host would change", plan)
+    p = lab_command("plan", "show which stage on which host would change", plan)
+    p.add_argument("--json", action="store_true", help="print the changes and drift as JSON")
     p = lab_command("up", "deploy the lab (synth, terraform init and apply), then check it", up)
     p.add_argument("--no-check", action="store_true", help="skip 'distrilab check' at the end")
     p.add_argument("--ignore-memory", action="store_true",
@@ -43,17 +48,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def validate(args: argparse.Namespace) -> int:
     lab = load(args.lab)
-    roles: dict[str, int] = {}
-    for node in lab.topology.nodes:
-        roles[node.role] = roles.get(node.role, 0) + 1
-    counts = ", ".join(f"{n} {role}" for role, n in sorted(roles.items()))
+    body = validation_summary(lab)
+    if args.json:
+        emit("validate", body)
+        return 0
+    counts = ", ".join(f"{n} {role}" for role, n in sorted(body["roles"].items()))
     console.print(
-        f"[green]ok[/] {escape(str(args.lab))}: lab [bold]{lab.name}[/], {len(lab.topology.nodes)} nodes "
-        f"({counts}), {len(lab.topology.links)} links, {len(lab.hosts)} host(s), "
+        f"[green]ok[/] {escape(str(args.lab))}: lab [bold]{lab.name}[/], {body['nodes']} nodes "
+        f"({counts}), {body['links']} links, {len(lab.hosts)} host(s), "
         f"{lab.placement.cross_host_links} cross-host links",
         highlight=False,
     )
     return 0
+
+
+def validation_summary(lab: Lab) -> dict[str, Any]:
+    """What a lab file expands to (docs/schemas/distrilab-validate.v1.json)."""
+    from stacks.commands.inspect import spread
+
+    roles: dict[str, int] = {}
+    for node in lab.topology.nodes:
+        roles[node.role] = roles.get(node.role, 0) + 1
+    placement = spread(lab)
+    return {
+        "lab": lab.name, "source": lab.source, "nodes": len(lab.topology.nodes), "roles": roles,
+        "links": len(lab.topology.links),
+        "hosts": [{"name": h.name, "kind": h.kind, "nodes": placement["nodes_per_host"][h.name]}
+                  for h in lab.hosts],
+        "placement": placement,
+        "fabric": {"mode": lab.fabric.mode, "bridge": lab.fabric.bridge},
+        "pools": dict(lab.addressing.pools),
+    }
 
 
 def _synth(args: argparse.Namespace, check_host_routes: bool = True):  # -> stacks.deploy.Synthesized
@@ -84,8 +109,18 @@ def plan(args: argparse.Namespace) -> int:
     from stacks.progress import plan_table
 
     synthesized = ready(args, _synth(args))
-    drifted = _report_drift(deploy.drift(synthesized))
-    result = deploy.plan(synthesized, replace=drifted)
+    drifts = deploy.drift(synthesized)
+    result = deploy.plan(synthesized, replace=_report_drift(drifts, quiet=args.json))
+    if args.json:
+        emit("plan", {
+            "lab": synthesized.lab.name, "changed": result.changed,
+            "drift": [{"stage": d.stage, "host": d.host, "summary": d.summary, "address": d.address}
+                      for d in drifts],
+            "changes": [{"address": c.address, "stage": stage, "host": host, "action": c.action,
+                         "reason": c.reason}
+                        for c in result.changes for stage, host in [synthesized.label(c.address)]],
+        })
+        return 0
     if not result.changed:
         console.print(f"[green]no changes[/]: {synthesized.lab.name} matches its configuration")
         return 0
@@ -153,10 +188,12 @@ def require_programs(lab: object) -> None:
         )
 
 
-def _report_drift(drifts: list[Drift]) -> list[str]:
-    """Print one line per drifted stage; the addresses to re-run with `-replace`."""
+def _report_drift(drifts: list[Drift], quiet: bool = False) -> list[str]:
+    """Print one line per drifted stage (on stderr when stdout carries JSON); the addresses to
+    re-run with `-replace`."""
     for d in drifts:
-        console.print(f"[yellow]drift[/] {escape(f'{d.stage}@{d.host}: {d.summary}')}", highlight=False)
+        out = stderr if quiet else console
+        out.print(f"[yellow]drift[/] {escape(f'{d.stage}@{d.host}: {d.summary}')}", highlight=False)
     return [d.address for d in drifts]
 
 

@@ -8,6 +8,7 @@ prints a one-screen summary. Request failures are counted in the report, not rai
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
     from modules.loadgen import Progress as LoadProgress
 
 console = Console()
+stderr = Console(stderr=True)  # progress: stdout may carry --json
 
 
 def parse_endpoint(text: str) -> tuple[str, str]:
@@ -43,6 +45,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="per-service base URL (vpc_manager, subnet_manager, port_manager, "
         "security_group_manager, node_manager); repeatable",
     )
+    p.add_argument("--json", action="store_true",
+                   help="print report.json on stdout instead of the summary (progress stays on stderr)")
     p.add_argument("--fail-on-errors", action="store_true", help="exit 1 when any request failed")
     p.set_defaults(func=handle)
 
@@ -63,7 +67,7 @@ def handle(args: argparse.Namespace) -> int:
         TextColumn("{task.fields[errors]} errors"),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=console, transient=True) as bar:
+    with Progress(*columns, console=stderr, transient=True) as bar:
         task = bar.add_task(f"{scenario.name}", total=None, errors=0)
 
         def on_progress(p: LoadProgress) -> None:
@@ -71,6 +75,10 @@ def handle(args: argparse.Namespace) -> int:
 
         report = run_scenario(scenario, args.target, args.out, on_progress, endpoints=dict(args.endpoint))
     doc = report.to_dict()
+    exit_code = 1 if args.fail_on_errors and doc["totals"]["error_total"] else 0
+    if args.json:  # the report's own kind and version (docs/schemas/distrilab-load-report.v1.json)
+        print(json.dumps({**doc, "files": report.files}, indent=2))
+        return exit_code
     console.print(headline(doc), markup=False)
     # Borderless with one space between columns, so that it fits an 80-column terminal.
     table = Table(
@@ -90,4 +98,4 @@ def handle(args: argparse.Namespace) -> int:
         console.print(line, style="yellow", markup=False)
     # soft_wrap: file paths stay whole so they can be copied, whatever the terminal width
     console.print(f"report: {', '.join(report.files)}", markup=False, soft_wrap=True)
-    return 1 if args.fail_on_errors and doc["totals"]["error_total"] else 0
+    return exit_code

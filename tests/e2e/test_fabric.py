@@ -9,7 +9,6 @@ of the lab on the host, while a container the lab did not create survives.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from modules import lxd_rest as rest
 from modules.check import run_checks
 from modules.node_shell import NodeShell
 from tests.e2e.conftest import cli_lab, lab_leftovers
+from tests.json_schema import valid_document
 
 pytestmark = pytest.mark.e2e
 
@@ -160,7 +160,7 @@ def test_distrilab_up_check_down(lab_name: str, tmp_path: Path) -> None:
         assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
         check = distrilab("check", "--json")
         assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
-        report = json.loads(check.stdout)
+        report = valid_document(check.stdout, "distrilab-check")
         assert report["ok"] and {c["name"] for c in report["checks"]} == {"rstp", "ping", "tcp"}
         # a second up changes nothing, and says so
         again = distrilab("up", "--no-check")
@@ -168,8 +168,13 @@ def test_distrilab_up_check_down(lab_name: str, tmp_path: Path) -> None:
         # a node deleted behind terraform's back: plan shows the drift, up repairs only that
         client = rest.connect(None)
         rest.delete_instance(client, f"dl-{lab_name}-srv-02-01", running=True)
-        plan = distrilab("plan")
-        assert plan.returncode == 0 and "drift nodes@local" in plan.stdout, plan.stdout[-3000:]
+        plan = distrilab("plan", "--json")
+        assert plan.returncode == 0 and "drift nodes@local" in plan.stderr, plan.stderr[-3000:]
+        planned = valid_document(plan.stdout, "distrilab-plan")  # stdout: the JSON document only
+        drifted = [(d["stage"], d["host"]) for d in planned["drift"]]
+        # the node, and with it its links' veths and its switch config: drift in those stages only
+        assert planned["changed"] and ("nodes", "local") in drifted
+        assert {stage for stage, _ in drifted} <= {"nodes", "links", "fabric"}, drifted
         repaired = distrilab("up")
         assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr[-3000:]
         assert _exists(client, f"dl-{lab_name}-srv-02-01")  # and `up` ran `check` on it: all green

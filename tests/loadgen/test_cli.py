@@ -12,6 +12,7 @@ from modules.loadgen.__main__ import main as module_main
 from stacks.cli import main as cli_main
 from stacks.commands import load as load_command
 from tests.doubles.alcor_api import AlcorApiDouble
+from tests.json_schema import valid_document
 
 SCENARIO = """
 name: cli
@@ -39,6 +40,18 @@ def test_distrilab_load_prints_summary_and_writes_report(
     assert "…" not in table and all(len(line) <= 80 for line in table.splitlines())
     doc = json.loads((out / "report.json").read_text())
     assert doc["totals"]["ok"] == 1 + 2 + 1 + 2 + 10 + 10
+
+
+def test_distrilab_load_json_is_the_report_on_stdout(
+    alcor: AlcorApiDouble, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "cli.yaml"
+    path.write_text(SCENARIO)
+    out = tmp_path / "report"
+    assert cli_main(["load", "--json", str(path), "--target", alcor.url, "--out", str(out)]) == 0
+    doc = valid_document(capsys.readouterr().out, "distrilab-load-report")  # nothing else on stdout
+    assert doc["totals"] == json.loads((out / "report.json").read_text())["totals"]
+    assert str(out / "report.json") in doc["files"]
 
 
 def test_module_entry_point_exit_codes(

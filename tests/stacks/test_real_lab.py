@@ -16,6 +16,7 @@ from stacks import cli
 from stacks.paths import REPO_ROOT, Paths
 from stacks.terraform import cdktf_env
 from tests.ci import skip_unless_ci
+from tests.json_schema import valid_document
 
 LAB = "dlstk-live"
 #: pools tried in order: the test must not collide with labs other people run on this host
@@ -75,7 +76,7 @@ def test_up_inspect_plan_down(live_lab: Path, capsys: pytest.CaptureFixture[str]
     assert cli.main(["up", "--no-check", str(live_lab)]) == 0
     capsys.readouterr()
     assert cli.main(["inspect", "--json", str(live_lab)]) == 0
-    nodes = json.loads(capsys.readouterr().out)["nodes"]
+    nodes = valid_document(capsys.readouterr().out, "distrilab-inspect")["nodes"]
     assert {n["node"]: n["state"] for n in nodes} == {
         "leaf-01": "Running",
         "spine-01": "Running",

@@ -19,6 +19,7 @@ import cdk.stages
 from stacks import cli
 from stacks.paths import Paths
 from stacks.terraform import Terraform
+from tests.json_schema import valid_document
 from tests.stacks.fixture_stages import FIXTURE_STAGES
 
 LAB = "dlstk-e2e"
@@ -97,6 +98,9 @@ def test_up_replace_down(
     assert cli.main(["plan", str(second)]) == 0
     table = capsys.readouterr().out
     assert "manifest" in table and "replace" in table and "markers" not in table
+    assert cli.main(["plan", "--json", str(second)]) == 0
+    planned = valid_document(capsys.readouterr().out, "distrilab-plan")
+    assert {(c["stage"], c["action"]) for c in planned["changes"]} == {("manifest", "replace")}
     assert cli.main(["up", "--no-check", str(second)]) == 0
     out = capsys.readouterr().out
     assert "manifest@a [files] update mtu (drift: content)" in out
