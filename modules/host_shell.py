@@ -45,7 +45,11 @@ class LocalShell:
     def run(
         self, cmd: Sequence[str], stdin: str | None = None, check: bool = True, timeout: float | None = 600
     ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(list(cmd), input=stdin, capture_output=True, text=True, timeout=timeout)
+        try:
+            proc = subprocess.run(list(cmd), input=stdin, capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError:
+            # what a remote shell answers for a program that is not installed: the same on both shells
+            proc = subprocess.CompletedProcess(list(cmd), 127, "", f"{cmd[0]}: command not found\n")
         if check and proc.returncode != 0:
             raise ShellError(self.name, shlex.join(cmd), proc.returncode, proc.stderr + proc.stdout)
         return proc

@@ -178,7 +178,7 @@ def observe_host(shell: Shell, sysctl_names: Sequence[str]) -> Facts:
     try:
         server = lxd_query(shell, "/1.0")
         pools = lxd_query(shell, "/1.0/storage-pools?recursion=1") or []
-    except (ShellError, FileNotFoundError, ValueError):
+    except (ShellError, ValueError):
         return facts
     drivers = tuple(d["Name"] for d in server.get("environment", {}).get("storage_supported_drivers") or [])
     certificates = lxd_query(shell, "/1.0/certificates?recursion=1") or []

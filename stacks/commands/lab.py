@@ -157,12 +157,31 @@ def ready(args: argparse.Namespace, synthesized: Any) -> Any:  # stacks.deploy.S
     from modules.memory_fit import check_local_memory
 
     require_programs(synthesized.lab)
+    require_healthy_hosts(synthesized.lab)
     if not getattr(args, "ignore_memory", False):
         check_local_memory(synthesized.lab)  # a lab too large for this host: refused with numbers
     if preflight(synthesized.lab):  # ssh hosts: reachable, known, logged into, big enough
         synthesized = _synth(args)
         preflight(synthesized.lab)
     return synthesized
+
+
+def require_healthy_hosts(lab: Lab) -> None:
+    """Refuse to start when the doctor finds, on this machine, what would break the apply even
+    after the cluster stage (no /dev/net/tun, a full storage pool); its advice names the fix.
+    (ssh hosts get their own pre-flight: modules/host_preflight.py.)"""
+    from cdk.errors import DistrilabError
+    from cdk.stages.nodes import image_runs_ovs
+    from modules.doctor import Needs, blockers
+    from modules.host_shell import LocalShell, is_local
+
+    tun = any(image_runs_ovs(lab.image_of(node)) for node in lab.topology.nodes)
+    found = [f for h in lab.hosts if is_local({"kind": h.kind})
+             for f in blockers(LocalShell(h.name), Needs(len(lab.nodes_on(h.name)), lab.lxd.pool, tun))]
+    if found:
+        advice = "\n".join(f"  {f.host}: {f.check}: {f.detail} (fix: {f.fix})" for f in found)
+        raise DistrilabError(f"this machine is not ready for lab {lab.name}:\n{advice}\n"
+                             f"see: distrilab doctor --fix")
 
 
 #: what this machine runs for a lab whose hosts are all remote (the cluster stage installs the

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modules.host_shell import SshShell
+from modules.host_shell import LocalShell, ShellError, SshShell
 
 
 def shell(tmp_path: Path) -> SshShell:
@@ -40,3 +40,13 @@ def test_the_master_is_started_detached_from_every_pipe(
     assert "-f" in start and "-N" in start and "ControlMaster=yes" in start
     assert quiet["stdin"] == quiet["stdout"] == quiet["stderr"] == subprocess.DEVNULL
     assert "ControlMaster=no" in command and captured.get("capture_output") is True
+
+
+def test_a_missing_program_fails_locally_as_it_does_over_ssh() -> None:
+    """A remote shell answers 127 for a program that is not installed; the local one does the same
+    (the doctor reads a fresh machine without kmod or lxc through it)."""
+    shell, absent = LocalShell("local"), "distrilab-no-such-program"  # not a literal: not on the list
+    proc = shell.run([absent, "-n"], check=False)
+    assert proc.returncode == 127 and "command not found" in proc.stderr
+    with pytest.raises(ShellError, match="distrilab-no-such-program"):
+        shell.run([absent])
