@@ -524,6 +524,8 @@ class LabSpec:
     alcor: dict[str, Any] | None
     controller: dict[str, Any] | None
     fabric: FabricSettings = field(default_factory=FabricSettings)
+    #: the pools the lab file sets; the others are the lab's to choose (cdk/pipeline.py: address)
+    pools_given: frozenset[str] = frozenset()
 
 
 def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
@@ -575,6 +577,7 @@ def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
         topology_kind=kind,
         topology_params=params,
         pools=pools,
+        pools_given=frozenset(set(data.get("addressing", {})) & set(POOL_NAMES)),
         mtu=data.get("addressing", {}).get("mtu", DEFAULT_MTU),
         images=dict(sorted(images.items())),
         image_options=dict(data.get("images_options", {})),

@@ -107,6 +107,8 @@ class Addressing:
     rack_gateways: dict[str, str] = field(default_factory=dict)
     #: the four pools the addresses came from (management, loopbacks, p2p, servers -> network)
     pools: dict[str, str] = field(default_factory=dict)
+    #: the pools the lab chose because its file leaves them out (kept across re-applies)
+    chosen: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- placement

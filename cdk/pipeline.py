@@ -51,16 +51,19 @@ def load_lab(
     host_routes: Sequence[HostRoute] | None = None,
     recipes_dir: Path | None = None,
     capacities: Mapping[str, int] | None = None,
+    pool_records: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Lab:
     """Load, validate and resolve a lab file; raises LabFileError naming every problem of a stage.
 
     `host_routes`: this machine's routes and resolvers, read by the caller (stacks/host_facts.py;
     none given: the pools are checked against each other only);
     `recipes_dir` to the shipped images/recipes; `capacities` (host -> nodes, read from the
-    hosts by `up`) stand in for the capacity of hosts the lab gives none.
+    hosts by `up`) stand in for the capacity of hosts the lab gives none; `pool_records` (lab ->
+    pools) the pools labs chose when they came up (stacks/pool_records.py): this lab keeps its
+    own and avoids the others'.
     """
     return run_pipeline(lambda: read_lab_file(path), host_routes=host_routes, recipes_dir=recipes_dir,
-                        capacities=capacities)
+                        capacities=capacities, pool_records=pool_records)
 
 
 def lab_from_dict(
@@ -82,6 +85,7 @@ def run_pipeline(
     host_routes: Sequence[HostRoute] | None = None,
     recipes_dir: Path | None = None,
     capacities: Mapping[str, int] | None = None,
+    pool_records: Mapping[str, Mapping[str, str]] | None = None,
 ) -> Lab:
     """Every stage in order; each raises LabFileError at its end if it found problems."""
     source = load()  # the file, its YAML syntax and the line of every key
@@ -92,6 +96,7 @@ def run_pipeline(
         spec = dataclasses.replace(spec, hosts=hosts)
     topology = expand(spec, source)  # topology generator: its constraints, then its nodes and links
     routes = host_routes or ()
+    spec = choose_pools(spec, routes, pool_records or {})  # the pools the file leaves to the lab
     addressing = address(spec, topology, source, routes)  # pools: overlaps, capacity, host routes
     placement = place_nodes(spec, topology, source)  # nodes -> hosts, within their capacity
     check_names(spec, topology, source)  # container and interface names the kernel and LXD accept
@@ -165,19 +170,63 @@ def address(spec: LabSpec, topology: Topology, source: LabSource, routes: Sequen
         problems.add(("addressing", _pool_name(pool)), message, value, hint)
     for pool, network in spec.pools.items():
         for route in _host_conflicts(network, spec.name, routes):
+            free = _free_range(network, spec.pools, routes)
             problems.add(
                 ("addressing", pool),
-                f"overlaps this host's {route.network} ({route.origin})",
+                f"overlaps {route.network} of the lab {route.lab} ({route.origin})" if route.lab
+                else f"overlaps this host's {route.network} ({route.origin})",
                 network,
-                f"pick a range the host does not use, e.g. {_free_range(network, spec.pools, routes)}",
+                f"leave addressing.{pool} out (the lab then takes a free range) or pick one no lab "
+                f"uses, e.g. {free}" if route.lab else f"pick a range the host does not use, e.g. {free}",
             )
     problems.raise_if_any()
+    chosen = tuple(name for name in spec.pools if name not in spec.pools_given)
     try:
-        return assign(topology, pools, spec.mtu, routed=spec.fabric.mode == "l3")
+        return dataclasses.replace(assign(topology, pools, spec.mtu, routed=spec.fabric.mode == "l3"),
+                                   chosen=chosen)
     except PoolExhausted as exc:
         problems.add(("addressing", exc.pool_name), str(exc))
         problems.raise_if_any()
         raise  # unreachable: raise_if_any raised
+
+
+def choose_pools(spec: LabSpec, routes: Sequence[HostRoute],
+                 records: Mapping[str, Mapping[str, str]]) -> LabSpec:
+    """Every pool the lab file does not set: the one recorded when the lab came up, else the
+    default, unless the host (another lab's bridge) or another lab's record uses it; then the next
+    free 10.x range of its size. So labs that leave their pools out run side by side, and keep
+    their addresses while they run. (Records only steer this choice: a pool the file sets is
+    refused only for what the host really routes, in `address`.)"""
+    recorded = records.get(spec.name, {})
+    others = [ipaddress.ip_network(r.network) for r in routes if r.lab != spec.name]
+    others += [ipaddress.ip_network(net) for lab, pools in records.items() if lab != spec.name
+               for net in pools.values()]
+    chosen = {name: spec.pools[name] for name in spec.pools if name in spec.pools_given}
+    for name, default in spec.pools.items():
+        if name in chosen:
+            continue
+        # the defaults still to be chosen are avoided too: a moved pool must not take their place
+        later = [spec.pools[n] for n in spec.pools if n not in chosen and n != name]
+        taken = others + [ipaddress.ip_network(p) for p in [*chosen.values(), *later]]
+        candidate = ipaddress.ip_network(recorded.get(name, default))
+        if any(candidate.overlaps(t) for t in taken):
+            candidate = _first_free(candidate, taken) or candidate  # none free: address() says so
+        chosen[name] = str(candidate)
+    return dataclasses.replace(spec, pools={name: chosen[name] for name in spec.pools})
+
+
+def _first_free(start: ipaddress.IPv4Network, taken: Sequence[ipaddress._BaseNetwork]
+                ) -> ipaddress.IPv4Network | None:
+    """The first range of `start`'s size in 10.0.0.0/8 from `start` on (wrapping) that overlaps
+    nothing taken."""
+    if not start.subnet_of(ipaddress.ip_network("10.0.0.0/8")):
+        start = ipaddress.ip_network(f"10.0.0.0/{max(start.prefixlen, 8)}")
+    ranges = list(ipaddress.ip_network("10.0.0.0/8").subnets(new_prefix=start.prefixlen))
+    first = ranges.index(start)
+    for candidate in ranges[first:] + ranges[:first]:
+        if not any(candidate.overlaps(t) for t in taken):
+            return candidate
+    return None
 
 
 def _pool_name(field: str) -> str:
@@ -192,13 +241,11 @@ def _host_conflicts(network: str, lab: str, routes: Sequence[HostRoute]) -> list
 
 def _free_range(network: str, pools: dict[str, str], routes: Sequence[HostRoute]) -> str:
     """The first 10.x network of the same size that collides with neither the host nor the pools."""
-    size = ipaddress.ip_network(network).prefixlen
     taken = [ipaddress.ip_network(r.network) for r in routes]
     taken += [ipaddress.ip_network(p) for p in pools.values() if p != network]
-    for candidate in ipaddress.ip_network("10.0.0.0/8").subnets(new_prefix=max(size, 8)):
-        if not any(candidate.overlaps(t) for t in taken):
-            return str(candidate)
-    return "a free private range"
+    free = _first_free(ipaddress.ip_network(f"10.0.0.0/{max(ipaddress.ip_network(network).prefixlen, 8)}"),
+                       taken)
+    return str(free) if free else "a free private range"
 
 
 # ---------------------------------------------------------------- place

@@ -39,7 +39,8 @@ def synthesize(
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        synthesize(load(os.environ.get("DISTRILAB_LAB", DEFAULT_LAB)))
+        # cdktf synthesizes for deploy (and destroy): the lab's chosen pools are claimed as by `up`
+        synthesize(load(os.environ.get("DISTRILAB_LAB", DEFAULT_LAB), claim_pools=True))
     except DistrilabError as err:
         print(str(err), file=sys.stderr)
         return 2

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 from pathlib import Path
 
 from cdk.errors import DistrilabError
 from cdk.model import Lab
+from stacks.paths import Paths
+from stacks.pool_records import claiming, read_records, record
 
 
 class LabNotFoundError(DistrilabError):
@@ -16,12 +19,14 @@ class LabNotFoundError(DistrilabError):
         super().__init__(f"{path}: no such lab file\n  hint: {self.hint}")
 
 
-def load(path: str | Path, check_host_routes: bool = True) -> Lab:
+def load(path: str | Path, check_host_routes: bool = True, claim_pools: bool = False) -> Lab:
     """The fully expanded lab a file describes.
 
     `*.py` files define `LAB` (a cdk.model.Lab) or `lab() -> Lab`; anything else is a lab file
     for cdk.pipeline.load_lab (which raises LabFileError listing every problem).
     `check_host_routes=False` skips the check of the lab's pools against this host's routes.
+    Pools the file leaves out are the ones the lab recorded, or free ones (stacks/pool_records.py);
+    `claim_pools` (up, cdktf deploy) records them, under a lock shared with other labs' claims.
     """
     path = Path(path)
     if not path.is_file():
@@ -32,14 +37,19 @@ def load(path: str | Path, check_host_routes: bool = True) -> Lab:
     from stacks.host_facts import read_host_routes
 
     routes = read_host_routes() if check_host_routes else ()
-    lab = pipeline.load_lab(path, host_routes=routes)
-    if any(h.kind == "ssh" and not h.capacity_given for h in lab.hosts):
-        # what `up` read the hosts hold, so every command places the nodes as `up` did
-        from modules.lab_secrets import read_capacities
+    paths = Paths.for_repo()
+    with claiming(paths) if claim_pools else contextlib.nullcontext():
+        records = read_records(paths)
+        lab = pipeline.load_lab(path, host_routes=routes, pool_records=records)
+        if any(h.kind == "ssh" and not h.capacity_given for h in lab.hosts):
+            # what `up` read the hosts hold, so every command places the nodes as `up` did
+            from modules.lab_secrets import read_capacities
 
-        capacities = read_capacities(lab.name)
-        if capacities:
-            lab = pipeline.load_lab(path, host_routes=routes, capacities=capacities)
+            capacities = read_capacities(lab.name)
+            if capacities:
+                lab = pipeline.load_lab(path, host_routes=routes, capacities=capacities, pool_records=records)
+        if claim_pools and isinstance(lab, Lab):
+            record(paths, lab)
     if not isinstance(lab, Lab):
         raise TypeError(f"cdk.pipeline.load_lab returned {type(lab).__name__}, expected Lab")
     return lab

@@ -81,12 +81,13 @@ def validation_summary(lab: Lab) -> dict[str, Any]:
     }
 
 
-def _synth(args: argparse.Namespace, check_host_routes: bool = True):  # -> stacks.deploy.Synthesized
+def _synth(args: argparse.Namespace, check_host_routes: bool = True,
+           claim_pools: bool = False):  # -> stacks.deploy.Synthesized
     with ThreadPoolExecutor(max_workers=1) as pool:
         # importing cdktn starts jsii's node process and loads the library (~1 s, mostly spent
         # in node): overlap it with loading the lab, which is Python work
         importing = pool.submit(importlib.import_module, "stacks.deploy")
-        lab = load(args.lab, check_host_routes)
+        lab = load(args.lab, check_host_routes, claim_pools)
         deploy = importing.result()
     outdir = getattr(args, "outdir", None)
     synthesized = deploy.synth(lab, outdir) if outdir else deploy.synth(lab)
@@ -133,7 +134,7 @@ def up(args: argparse.Namespace) -> int:
     from stacks.cli import has_subcommand
     from stacks.progress import ApplyProgress
 
-    synthesized = ready(args, _synth(args))
+    synthesized = ready(args, _synth(args, claim_pools=True))
     drifted = _report_drift(deploy.drift(synthesized))
     with ApplyProgress(synthesized, console, title="up") as progress:
         result = deploy.apply(synthesized, progress.handle, replace=drifted)
@@ -218,6 +219,8 @@ def _report_drift(drifts: list[Drift], quiet: bool = False) -> list[str]:
 
 def down(args: argparse.Namespace) -> int:
     from stacks import deploy
+    from stacks.paths import Paths
+    from stacks.pool_records import forget
     from stacks.progress import ApplyProgress
 
     # a lab being torn down must not be held hostage by a route that appeared since it came up
@@ -225,5 +228,6 @@ def down(args: argparse.Namespace) -> int:
     synthesized = _synth(args, check_host_routes=False)
     with ApplyProgress(synthesized, console, title="down") as progress:
         result = deploy.apply(synthesized, progress.handle, destroy=True)
+    forget(Paths.for_repo(), synthesized.lab.name)  # its pools are free again
     console.print(f"[green]down[/] {synthesized.lab.name}: {len(result.completed)} resource(s) destroyed")
     return 0

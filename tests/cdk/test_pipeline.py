@@ -9,9 +9,9 @@ import pytest
 
 from cdk.errors import LabFileError
 from cdk.host_routes import HostRoute, parse_resolvers, parse_routes
-from cdk.lab import read_lab_file, source_from_dict, validate
+from cdk.lab import DEFAULT_POOLS, read_lab_file, source_from_dict, validate
 from cdk.model import INSTANCE_NAME_MAX, Endpoint, Lab, Limits, Link, Node, Topology, to_dict
-from cdk.pipeline import check_names, lab_from_dict, load_lab, parse_path, resolve_limits
+from cdk.pipeline import check_names, lab_from_dict, load_lab, parse_path, resolve_limits, run_pipeline
 from stacks.host_facts import read_host_routes
 from tests.cdk.golden import FAKE_HOST_ROUTES, LABS_DIR, read_only
 
@@ -94,8 +94,9 @@ def test_a_labs_own_bridge_is_no_conflict() -> None:
     with pytest.raises(LabFileError) as caught:
         lab_from_dict({**data, "name": "mine"}, host_routes=FAKE_HOST_ROUTES)
     assert str(caught.value) == (
-        "<python>: addressing.management: overlaps this host's 10.99.0.0/16 (route dev dlbr-other) "
-        "(got '10.99.0.0/16')\n  hint: pick a range the host does not use, e.g. 10.0.0.0/16"
+        "<python>: addressing.management: overlaps 10.99.0.0/16 of the lab other (route dev dlbr-other) "
+        "(got '10.99.0.0/16')\n  hint: leave addressing.management out (the lab then takes a free range) "
+        "or pick one no lab uses, e.g. 10.0.0.0/16"
     )
 
 
@@ -199,3 +200,56 @@ def test_limits_inherit_role_over_kind_over_defaults() -> None:
         "server": Limits(cpu="1", memory="128MiB"),
     }
     assert resolve_limits({}, topology)["core"] == Limits()
+
+
+RUNNING_DEFAULT = HostRoute("10.210.0.0/16", "route dev dlm-first", lab="first")
+
+
+def test_a_lab_without_pools_takes_the_defaults_on_a_free_host() -> None:
+    lab = lab_from_dict({"name": "second", "topology": {"kind": "linear"}}, host_routes=FAKE_HOST_ROUTES)
+    assert lab.addressing.pools == DEFAULT_POOLS
+
+
+def test_a_lab_without_pools_moves_off_a_running_labs_management_range() -> None:
+    data = {"name": "second", "topology": {"kind": "linear"}}
+    lab = lab_from_dict(data, host_routes=(*FAKE_HOST_ROUTES, RUNNING_DEFAULT))
+    # the next /16 after the defaults: 10.211-10.213 are this lab's own other pools
+    assert lab.addressing.pools == {**DEFAULT_POOLS, "management": "10.214.0.0/16"}
+    assert lab.addressing.management_network == "10.214.0.0/16"
+    # a third lab, with the second one's bridge up as well, moves one further
+    third = lab_from_dict({**data, "name": "third"}, host_routes=(
+        RUNNING_DEFAULT, HostRoute("10.214.0.0/16", "route dev dlm-second", lab="second")))
+    assert third.addressing.pools["management"] == "10.215.0.0/16"
+
+
+def test_a_recorded_pool_is_kept_and_its_own_bridge_is_no_conflict() -> None:
+    data = {"name": "second", "topology": {"kind": "linear"}}
+    own = HostRoute("10.214.0.0/16", "route dev dlm-second", lab="second")
+    recorded = {**DEFAULT_POOLS, "management": "10.214.0.0/16"}
+    # the first lab went down meanwhile: the second keeps the range it came up with
+    lab = run_pipeline(lambda: source_from_dict(data, "<python>"), host_routes=(own,),
+                       pool_records={"second": recorded})
+    assert lab.addressing.pools["management"] == "10.214.0.0/16"
+    # a lab recorded but not yet routed (its up still running) is avoided too
+    third = run_pipeline(lambda: source_from_dict({**data, "name": "third"}, "<python>"), host_routes=(),
+                         pool_records={"second": {"management": "10.210.0.0/16"}})
+    assert third.addressing.pools["management"] == "10.214.0.0/16"
+
+
+def test_a_pool_the_file_sets_is_never_moved_and_is_refused_naming_the_other_lab() -> None:
+    data = {"name": "second", "topology": {"kind": "linear"}, "addressing": {"management": "10.210.0.0/16"}}
+    with pytest.raises(LabFileError, match=r"overlaps 10\.210\.0\.0/16 of the lab first"):
+        lab_from_dict(data, host_routes=(RUNNING_DEFAULT,))
+    # a set pool that the default of an unset one would overlap: the unset one moves
+    moved = lab_from_dict({**data, "addressing": {"loopbacks": "10.212.0.0/16"}}, host_routes=())
+    assert moved.addressing.pools["loopbacks"] == "10.212.0.0/16"
+    assert moved.addressing.pools["p2p"] == "10.214.0.0/16"
+
+
+def test_a_lab_file_keeps_its_record_and_avoids_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "second.yaml"
+    path.write_text("name: second\ntopology: {kind: linear}\n")
+    records = {"first": dict(DEFAULT_POOLS), "second": {"management": "10.230.0.0/16"}}
+    pools = load_lab(path, pool_records=records).addressing.pools
+    assert pools["management"] == "10.230.0.0/16"  # its own record
+    assert not set(pools.values()) & set(DEFAULT_POOLS.values())  # clear of the first lab's

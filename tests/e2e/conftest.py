@@ -15,6 +15,7 @@ import pytest
 
 from modules import lxd_rest as rest
 from stacks.paths import Paths
+from stacks.pool_records import forget
 
 REPO = Path(__file__).resolve().parents[2]
 Distrilab = Callable[..., subprocess.CompletedProcess[str]]
@@ -63,5 +64,6 @@ def cli_lab(lab_name: str, lab_file: Path, timeout: int = 900) -> Iterator[Distr
             path.unlink(missing_ok=True)
         for folder in (paths.state_dir / lab_name, paths.specs_dir / lab_name, paths.workdir(lab_name)):
             shutil.rmtree(folder, ignore_errors=True)
+        forget(paths, lab_name)
     assert down.returncode == 0, down.stdout[-3000:] + down.stderr[-3000:]
     assert leftovers == {}

@@ -1,0 +1,61 @@
+"""Two labs on this host at once, neither setting its address pools: both come up side by side
+(the second takes pools no running lab uses), both pass `check`, and each `down` removes only its
+own (the other keeps running and still passes `check`)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacks.paths import Paths
+from stacks.pool_records import read_records
+from tests.e2e.conftest import REPO, cli_lab, lab_leftovers
+from tests.json_schema import valid_document
+
+pytestmark = pytest.mark.e2e
+
+
+def lab_file(folder: Path, name: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({  # no `addressing`: the lab picks its pools
+        "name": name,
+        "topology": {"kind": "leaf-spine", "spines": 1, "leaves": 2, "servers_per_leaf": 1},
+        "images": {"server": "server", "switch": "switch"},
+    }))
+    return path
+
+
+def report(run: subprocess.CompletedProcess[str]) -> str:
+    return run.stdout[-3000:] + run.stderr[-3000:]
+
+
+def test_two_labs_without_pools_run_side_by_side(tmp_path: Path) -> None:
+    token = secrets.token_hex(2)
+    names = [f"e2ea{token}", f"e2eb{token}"]
+    with ExitStack() as stack:
+        labs = {n: stack.enter_context(cli_lab(n, lab_file(tmp_path, n))) for n in names}
+        # both at once, as two users would: pools are claimed one lab at a time
+        with ThreadPoolExecutor(2) as pool:
+            ups = dict(zip(names, pool.map(lambda n: labs[n]("up"), names), strict=True))
+        for name, up in ups.items():
+            assert up.returncode == 0, f"{name}: {report(up)}"  # `up` ends with a green `check`
+        docs = {n: valid_document(labs[n]("validate", "--json").stdout, "distrilab-validate") for n in names}
+        first, second = (docs[n]["pools"] for n in names)
+        assert not set(first.values()) & set(second.values()), (first, second)
+        records = read_records(Paths.for_repo(REPO))
+        assert (records[names[0]], records[names[1]]) == (first, second)  # kept for every later command
+
+        down = labs[names[0]]("down")
+        assert down.returncode == 0, report(down)
+        assert lab_leftovers(names[0]) == {}
+        assert lab_leftovers(names[1])["instances"]  # the other lab is untouched ...
+        check = labs[names[1]]("check", "--json")
+        assert check.returncode == 0 and json.loads(check.stdout)["ok"], report(check)  # ... and healthy
+        assert names[0] not in read_records(Paths.for_repo(REPO))  # its pools are free again
