@@ -13,7 +13,7 @@ A lab file (every section but `name` is optional):
 
     name: demo                      # [a-z][a-z0-9-]*, at most 20 characters
     description: free text
-    hosts: [{name: local, kind: local}]                # local | ssh | aws
+    hosts: [{name: local, kind: local}]                # local | ssh | aws (+ max_workers: a cap)
     topology: {kind: leaf-spine, spines: 2, leaves: 2, servers_per_leaf: 3}
     addressing: {management: 10.210.0.0/16, loopbacks: 10.211.0.0/16,
                  p2p: 10.212.0.0/16, servers: 10.213.0.0/16, mtu: 1500}
@@ -23,7 +23,8 @@ A lab file (every section but `name` is optional):
     resources: {defaults: {cpu: 1, memory: 256MiB}, spine: {memory: 512MiB}}
     placement: {strategy: partition}                   # round-robin | partition | file (+ file:)
     lxd: {storage: auto, storage_size: 20GiB, max_workers: 8, privileged: false,
-          pool: distrilab}                            # pool: created with storage_size if missing
+          pool: distrilab}                            # pool: created with storage_size if missing;
+                                                       # max_workers: default this machine's vCPUs
     alcor: null                                        # null | default | {...}
     controller: null                                   # null | {...}
 
@@ -330,6 +331,8 @@ _HOST = _obj(
             "pattern": "^SHA256:[A-Za-z0-9+/]{43}$",
             "x-expected": "an ssh host key fingerprint: SHA256: and 43 base64 characters",
         },
+        # this host's limit on parallel actions per stage (a small host among big ones)
+        "max_workers": {"type": "integer", "minimum": 1, "maximum": 64},
         # the host interface VXLAN tunnels leave through (default: the route to the peer decides)
         "underlay": {
             "type": "string",
@@ -669,6 +672,7 @@ def _check_hosts(data: dict[str, Any], problems: Problems) -> tuple[Host, ...]:
             ssh_key=str((source_dir / e["ssh_key"]).expanduser().resolve()) if e.get("ssh_key") else None,
             host_key=e.get("host_key"),
             underlay=e.get("underlay"),
+            max_workers=e.get("max_workers"),
             capacity_given="capacity" in e,
             aws=dict(sorted(e.get("aws", {}).items())),
         )

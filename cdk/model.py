@@ -126,6 +126,7 @@ class Host:
     ssh_key: str | None = None  # absolute path of the private key (None: the lab's own key)
     host_key: str | None = None  # pinned ssh host key fingerprint (SHA256:...)
     underlay: str | None = None  # interface VXLAN tunnels leave through
+    max_workers: int | None = None  # this host's own cap on parallel actions per stage
     capacity_given: bool = False  # False: `up` reads what the host can hold before placing
     aws: dict[str, Any] = field(default_factory=dict)  # instance type, region, ... (kind == aws)
 
@@ -150,7 +151,9 @@ class Limits:
 class LxdSettings:
     storage: Literal["auto", "btrfs", "dir"] = "auto"
     storage_size: str = "20GiB"  # btrfs loop file size (applies when the pool is created)
-    max_workers: int = 8
+    #: parallel actions per stage and host (None: this machine's vCPU count, at run time;
+    #: `up/down --workers N` overrides it for one run: modules/reconcile.py resolve_workers)
+    max_workers: int | None = None
     privileged: bool = False
     pool: str = "distrilab"  # the LXD storage pool of the lab's containers (created if missing)
 

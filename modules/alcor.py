@@ -155,7 +155,7 @@ class AlcorReconciler(Reconciler[Spec, dict[str, Any]]):
         return rest.connect(spec.endpoint or {"name": spec.host})
 
     def max_workers(self, spec: Spec) -> int:
-        return max(1, min(spec.max_workers, spec.max_parallel))
+        return max(1, min(super().max_workers(spec), spec.max_parallel))
 
     def execute(self, client: Any, spec: Spec, actions: Any, progress: Any = None) -> list[tuple[str, str]]:
         with self._lock:
@@ -511,6 +511,7 @@ def _nodes_spec(spec: Spec, svc: ServiceSpec | None = None) -> nodes.Spec:
         lab=spec.lab,
         host=spec.host,
         max_workers=spec.max_workers,
+        workers_limit=spec.workers_limit,
         pool=spec.pool,
         privileged=spec.privileged,
         network=spec.network,

@@ -11,6 +11,7 @@ from typing import Any
 
 from cdk.errors import DistrilabError
 from cdk.names import template_name
+from modules.reconcile import workers_fields
 
 OWNER = "alcor"
 
@@ -103,7 +104,8 @@ class AcaNode:
 class Spec:
     lab: str
     host: str
-    max_workers: int
+    max_workers: int | None  # what the lab sets (modules/reconcile.py: resolve_workers)
+    workers_limit: int | None  # the host's own limit
     pool: str
     privileged: bool
     network: str
@@ -154,7 +156,7 @@ def load(data: dict[str, Any]) -> Spec:
         return Spec(
             lab=data["lab"],
             host=data["host"],
-            max_workers=int(data.get("max_workers") or 8),
+            **workers_fields(data),
             pool=data.get("pool") or "distrilab",
             privileged=bool(data.get("privileged")),
             network=data["network"]["name"],

@@ -28,8 +28,17 @@ from cdk.stages.nodes import endpoint
 from modules import check_routing, reach_pairs
 from modules import lxd_rest as rest
 from modules.node_shell import NodeShell
+from modules.reconcile import resolve_workers
 
 Progress = Callable[[str], None]
+
+#: probes mostly wait on the network, so the check runs more of them than a stage runs actions
+CHECK_WORKERS = 8
+
+
+def check_workers(lab: Lab) -> int:
+    """Parallel probes: `--workers N` for this run, else the lab's `lxd.max_workers`, else 8."""
+    return resolve_workers(lab.lxd.max_workers or CHECK_WORKERS)
 
 
 @dataclass
@@ -80,7 +89,7 @@ def run_checks(
 ) -> Report:
     """Run every check in order; never raises for a failing lab (the report says what failed).
     `full` pings every ordered server pair instead of the sample that covers every rack pair."""
-    lxd = lxd or Lxd(lab, lab.lxd.max_workers)
+    lxd = lxd or Lxd(lab, check_workers(lab))
     say = progress or (lambda _text: None)
     checks = []
     if lab.fabric.mode == "l3":  # a routed fabric converges through BGP, not a spanning tree
@@ -92,7 +101,7 @@ def run_checks(
         stp = "stp" if lab.fabric.bridge == "linux" else "rstp"
         control = [(stp, lambda: check_rstp(lab, lxd, rstp_timeout))]
     for name, fn in (*control,
-                     ("ping", lambda: check_ping(lab, lxd, ping_deadline, full, lab.lxd.max_workers)),
+                     ("ping", lambda: check_ping(lab, lxd, ping_deadline, full, check_workers(lab))),
                      ("tcp", lambda: check_tcp(lab, lxd))):
         say(f"checking {name}")
         started = time.monotonic()
@@ -107,7 +116,7 @@ def run_checks(
 
 
 def _pool(lab: Lab, items: list[Any], fn: Callable[[Any], Any]) -> list[Any]:
-    workers = max(1, min(lab.lxd.max_workers, len(items)))
+    workers = max(1, min(check_workers(lab), len(items)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(fn, items))
 

@@ -40,7 +40,7 @@ from modules.alcor_files import management_mac
 from modules.loadgen.scenario import parse_scenario
 from modules.lxd_rest import push_file, read_file
 from modules.ping_agent import PingAgent
-from modules.reconcile import Action, Reconciler
+from modules.reconcile import Action, Reconciler, workers_fields
 
 OWNER = "controller"
 HASH_KEY = "user.distrilab.controller.hash"
@@ -63,7 +63,8 @@ PHASE_TEMPLATE, PHASE_CONTAINER, PHASE_RUN, PHASE_CLEANUP = 0, 1, 2, 3
 class Spec:
     lab: str
     host: str
-    max_workers: int
+    max_workers: int | None  # what the lab sets (modules/reconcile.py: resolve_workers)
+    workers_limit: int | None  # the host's own limit
     mode: str  # container | host
     pool: str
     privileged: bool
@@ -93,7 +94,7 @@ def load(data: dict[str, Any]) -> Spec:
         return Spec(
             lab=data["lab"],
             host=data["host"],
-            max_workers=int(data.get("max_workers") or 8),
+            **workers_fields(data),
             mode=data["mode"],
             pool=data.get("pool") or "distrilab",
             privileged=bool(data.get("privileged")),
@@ -358,6 +359,7 @@ def _nodes_spec(spec: Spec) -> nodes.Spec:
         lab=spec.lab,
         host=spec.host,
         max_workers=spec.max_workers,
+        workers_limit=spec.workers_limit,
         pool=spec.pool,
         privileged=spec.privileged,
         network=spec.network,

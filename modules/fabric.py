@@ -29,7 +29,7 @@ from typing import Any
 from cdk.errors import DistrilabError
 from modules import lxd_rest as rest
 from modules.node_shell import NodeShell
-from modules.reconcile import Action, Reconciler
+from modules.reconcile import Action, Reconciler, workers_fields
 
 OWNER = "fabric"
 SCRIPT_PATH = "/etc/distrilab/boot.d/50-fabric.sh"
@@ -70,7 +70,8 @@ class NodeSpec:
 class Spec:
     lab: str
     host: str
-    max_workers: int
+    max_workers: int | None  # what the lab sets (modules/reconcile.py: resolve_workers)
+    workers_limit: int | None  # the host's own limit
     datapath: str  # "auto" | "netdev" | "system"
     nodes: tuple[NodeSpec, ...]
     endpoint: dict[str, Any] | None = field(default=None, compare=False)
@@ -104,7 +105,7 @@ class FabricReconciler(Reconciler[Spec, dict[str, Any]]):
                 raise DistrilabError(
                     f"fabric spec: datapath must be auto, netdev or system (got {datapath!r})"
                 )
-            return Spec(lab=data["lab"], host=data["host"], max_workers=int(data.get("max_workers") or 8),
+            return Spec(lab=data["lab"], host=data["host"], **workers_fields(data),
                         datapath=datapath, nodes=tuple(nodes), endpoint=data.get("endpoint"))
         except (KeyError, TypeError) as err:
             raise DistrilabError(f"fabric spec: missing or malformed field {err}") from err

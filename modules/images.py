@@ -30,7 +30,7 @@ from cdk.errors import DistrilabError, ImageBuildError
 from cdk.names import image_alias, interface_alias
 from images.builder import BuiltImage, ImageBuilder, fingerprint, pack
 from modules import lxd_rest as rest
-from modules.reconcile import Action, Reconciler
+from modules.reconcile import Action, Reconciler, workers_fields
 
 log = logging.getLogger(__name__)
 OWNER = "images"
@@ -46,7 +46,8 @@ def alias_description(lab: str) -> str:
 class Spec:
     lab: str
     host: str
-    max_workers: int = 4
+    max_workers: int | None = None  # what the lab sets (modules/reconcile.py: resolve_workers)
+    workers_limit: int | None = None  # the host's own limit
     endpoint: dict[str, Any] = field(default_factory=dict)
     recipes: tuple[str, ...] = ()
     inputs: dict[str, str] = field(default_factory=dict)
@@ -59,7 +60,7 @@ def parse_spec(data: dict[str, Any]) -> Spec:
         return Spec(
             lab=str(data["lab"]),
             host=str(data["host"]),
-            max_workers=int(data.get("max_workers") or 4),
+            **workers_fields(data),
             endpoint=dict(data.get("endpoint") or {"name": data["host"], "kind": "local"}),
             recipes=tuple(sorted(set(data.get("recipes") or []))),
             inputs={str(k): str(v) for k, v in (data.get("inputs") or {}).items()},
@@ -204,7 +205,7 @@ class Images(Reconciler[Spec, dict[str, Any]]):
         return parse_spec(data)
 
     def empty_spec(self, spec: Spec) -> Spec:
-        return Spec(spec.lab, spec.host, spec.max_workers, spec.endpoint)
+        return Spec(spec.lab, spec.host, spec.max_workers, spec.workers_limit, spec.endpoint)
 
     def connect(self, spec: Spec) -> Any:
         return rest.connect(spec.endpoint, self.max_workers(spec))  # a connection pool per worker

@@ -35,7 +35,7 @@ from cdk.names import alias_prefix, group_of, parse_interfaces
 from modules import lxd_rest as rest
 from modules.host_shell import LocalShell, Shell, is_local, shell_for
 from modules.node_shell import container_init_pids
-from modules.reconcile import Action, ProgressCallback, Reconciler
+from modules.reconcile import Action, ProgressCallback, Reconciler, workers_fields
 
 OWNER = "links"
 PHASE_DELETE, PHASE_BRIDGE, PHASE_VXLAN, PHASE_END = 0, 1, 2, 3
@@ -72,7 +72,8 @@ class LinkSpec:
 class Spec:
     lab: str
     host: str
-    max_workers: int
+    max_workers: int | None  # what the lab sets (modules/reconcile.py: resolve_workers)
+    workers_limit: int | None  # the host's own limit
     alias_prefix: str
     links: tuple[LinkSpec, ...]
     endpoint: dict[str, Any] | None = field(default=None, compare=False)
@@ -101,7 +102,7 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
                 )
                 for item in data.get("links", [])
             )
-            return Spec(lab=data["lab"], host=data["host"], max_workers=int(data.get("max_workers") or 8),
+            return Spec(lab=data["lab"], host=data["host"], **workers_fields(data),
                         alias_prefix=data.get("alias_prefix") or alias_prefix(data["lab"]), links=links,
                         endpoint=data.get("endpoint"), ssh_user=data.get("ssh_user"))
         except (KeyError, TypeError) as err:

@@ -32,7 +32,7 @@ from cdk.errors import DistrilabError, ReconcileError
 from cdk.names import interface_alias, short_hash, template_name
 from modules import lxd_rest as rest
 from modules.host_shell import is_local
-from modules.reconcile import Action, ProgressCallback, Reconciler
+from modules.reconcile import Action, ProgressCallback, Reconciler, workers_fields
 
 OWNER = "nodes"
 NODE_KEY = "user.distrilab.node"
@@ -79,7 +79,8 @@ class NodeSpec:
 class Spec:
     lab: str
     host: str
-    max_workers: int
+    max_workers: int | None  # what the lab sets (modules/reconcile.py: resolve_workers)
+    workers_limit: int | None  # the host's own limit
     pool: str
     privileged: bool
     network: str
@@ -104,7 +105,7 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
                 for n in data.get("nodes", [])
             )
             return Spec(
-                lab=data["lab"], host=data["host"], max_workers=int(data.get("max_workers") or 8),
+                lab=data["lab"], host=data["host"], **workers_fields(data),
                 pool=data.get("pool") or "distrilab", privileged=bool(data.get("privileged")),
                 network=data["network"]["name"], gateway=data["network"]["gateway"], nodes=nodes,
                 network_creator=data["network"].get("creator"),
@@ -290,8 +291,9 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
             return [], actions
         # one phase: templates that are running too stop with the nodes
         stops = {Action("stop", a.target, a.reason, PHASE_DELETE): a for a in running}
-        wide = dataclasses.replace(spec, max_workers=max(self.max_workers(spec), STOP_WORKERS))
-        failures = super().execute(client, wide, sorted(stops, key=str), progress)
+        wide = max(self.max_workers(spec), STOP_WORKERS)
+        wide = min(wide, spec.workers_limit) if spec.workers_limit else wide  # the host's own limit holds
+        failures = super().execute(client, spec, sorted(stops, key=str), progress, workers=wide)
         failed = {text for text, _ in failures}
         stuck = {delete for stop, delete in stops.items() if str(stop) in failed}
         failures += [(str(a), "skipped: its stop failed") for a in actions if a in stuck]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -34,6 +35,23 @@ ObservedT = TypeVar("ObservedT")
 
 #: default state directory for generation records (overridden by --state-dir)
 DEFAULT_STATE_DIR = Path(".distrilab/state")
+#: `distrilab up/down --workers N` for this run (terraform passes its environment to provisioners);
+#: an operational knob, so it is no part of any spec (changing it re-runs no stage)
+WORKERS_ENV = "DISTRILAB_WORKERS"
+
+
+def resolve_workers(configured: int | None, limit: int | None = None) -> int:
+    """Parallel actions for one stage on one host: `--workers N` for this run, else what the lab
+    file sets (`lxd.max_workers`), else this machine's vCPU count (the reconcilers run here);
+    never above the host's own `max_workers` in the lab file."""
+    given = os.environ.get(WORKERS_ENV, "")
+    wanted = int(given) if given.isdigit() and int(given) > 0 else configured or os.cpu_count() or 1
+    return max(1, min(wanted, limit) if limit else wanted)
+
+
+def workers_fields(data: dict[str, Any]) -> dict[str, int | None]:
+    """`max_workers` and `workers_limit` of a stage spec (cdk/stages/__init__.py: common)."""
+    return {name: int(data[name]) if data.get(name) else None for name in ("max_workers", "workers_limit")}
 
 
 @dataclass(frozen=True)
@@ -90,7 +108,7 @@ class Reconciler(Generic[SpecT, ObservedT]):
         return getattr(spec, "lab"), getattr(spec, "host")  # noqa: B009
 
     def max_workers(self, spec: SpecT) -> int:
-        return int(getattr(spec, "max_workers", 8) or 8)
+        return resolve_workers(getattr(spec, "max_workers", None), getattr(spec, "workers_limit", None))
 
     def execute(
         self,
@@ -98,15 +116,17 @@ class Reconciler(Generic[SpecT, ObservedT]):
         spec: SpecT,
         actions: Sequence[Action],
         progress: ProgressCallback | None = None,
+        workers: int | None = None,
     ) -> list[tuple[str, str]]:
-        """Run actions phase by phase with a bounded pool; collect every failure, cancel nothing."""
+        """Run actions phase by phase with a bounded pool (`workers`, else the stage's own:
+        max_workers); collect every failure, cancel nothing."""
         failures: list[tuple[str, str]] = []
         total = len(actions)
         done = 0
         for phase in sorted({a.phase for a in actions}):
             batch = [a for a in actions if a.phase == phase]
-            workers = max(1, min(self.max_workers(spec), len(batch)))
-            with ThreadPoolExecutor(max_workers=workers) as pool:
+            size = max(1, min(workers or self.max_workers(spec), len(batch)))
+            with ThreadPoolExecutor(max_workers=size) as pool:
                 futures = {pool.submit(self.execute_action, client, spec, a): a for a in batch}
                 for fut in as_completed(futures):
                     action = futures[fut]

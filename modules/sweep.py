@@ -34,7 +34,7 @@ from cdk.sweep import HOST_ADDRESSES_ENV
 from modules.host_shell import Shell, ShellError, shell_for
 from modules.links import list_links
 from modules.lxd_rest import LAB_KEY, delete_instance
-from modules.reconcile import Action, Reconciler, report_error
+from modules.reconcile import Action, Reconciler, report_error, workers_fields
 
 LAB_NAME = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 LOCAL = {"name": "local", "kind": "local"}
@@ -51,7 +51,7 @@ class SweepSpec:
     cluster: dict[str, Any] = field(default_factory=lambda: dict(LOCAL))
     #: every host whose interfaces are swept
     hosts: tuple[dict[str, Any], ...] = (LOCAL,)
-    max_workers: int = 8
+    max_workers: int | None = None  # what the lab sets (modules/reconcile.py: resolve_workers)
     #: False for `apply` (the lab's objects are wanted then), True for `destroy`
     sweeping: bool = False
 
@@ -92,7 +92,7 @@ class Sweep(Reconciler[SweepSpec, Observed]):
             raise DistrilabError(f"lab: must match {LAB_NAME.pattern} (got {lab!r})")
         hosts = with_addresses(data.get("hosts") or [LOCAL], dict(os.environ))
         cluster = with_addresses([data.get("cluster") or LOCAL], dict(os.environ))[0]
-        workers = int(data.get("max_workers", 8))
+        workers = workers_fields(data)["max_workers"]
         return SweepSpec(lab, str(data.get("host", "*")), cluster, tuple(hosts), workers)
 
     def empty_spec(self, spec: SweepSpec) -> SweepSpec:
@@ -213,7 +213,7 @@ class Sweep(Reconciler[SweepSpec, Observed]):
         parser.add_argument("command", choices=["destroy"])
         parser.add_argument("--lab", required=True)
         parser.add_argument("--dry-run", action="store_true")
-        parser.add_argument("--max-workers", type=int, default=8)
+        parser.add_argument("--max-workers", type=int, default=None)
         args = parser.parse_args(args_in)
         logging.basicConfig(level=logging.INFO, format=f"[{self.name}] %(message)s")
         try:

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from cdk.errors import DistrilabError
 from cdk.model import Lab
-from stacks.paths import Paths
-from stacks.pool_records import claiming, read_records, record
 
 
 class LabNotFoundError(DistrilabError):
@@ -35,6 +33,8 @@ def load(path: str | Path, check_host_routes: bool = True, claim_pools: bool = F
         return _load_python(path)
     pipeline = importlib.import_module("cdk.pipeline")  # not at the top: `*.py` labs need none of it
     from stacks.host_facts import read_host_routes
+    from stacks.paths import Paths
+    from stacks.pool_records import claiming, read_records, record
 
     routes = read_host_routes() if check_host_routes else ()
     paths = Paths.for_repo()

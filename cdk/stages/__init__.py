@@ -2,7 +2,7 @@
 
 Each stage `X` has a builder `cdk/stages/X.py: build(lab, host) -> dict | None` (pure; None means
 the stage has nothing to do on that host) and a reconciler `python -m modules.<module>`.
-Every spec dict carries `lab`, `host` and `max_workers`; the rest is the stage's own.
+Every spec dict carries `lab`, `host`, `max_workers` and `workers_limit`; the rest is the stage's own.
 """
 
 from __future__ import annotations
@@ -40,4 +40,5 @@ STAGES: tuple[Stage, ...] = (
 
 def common(lab: Lab, host: Host) -> dict[str, Any]:
     """The header every stage spec starts with."""
-    return {"lab": lab.name, "host": host.name, "max_workers": lab.lxd.max_workers}
+    return {"lab": lab.name, "host": host.name, "max_workers": lab.lxd.max_workers,
+            "workers_limit": host.max_workers}

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +46,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-check", action="store_true", help="skip 'distrilab check' at the end")
     p.add_argument("--ignore-memory", action="store_true",
                    help="deploy even when the lab's estimated memory exceeds what this host has free")
-    lab_command("down", "destroy the lab: everything carrying its label", down)
+    down_parser = lab_command("down", "destroy the lab: everything carrying its label", down)
+    for parser in (p, down_parser):
+        parser.add_argument("--workers", type=positive_int, metavar="N",
+                            help="parallel actions per stage and host for this run (default: the lab's "
+                            "lxd.max_workers, else this machine's vCPU count; a host's max_workers caps it)")
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+@contextmanager
+def workers_for_run(args: argparse.Namespace) -> Iterator[None]:
+    """`--workers N` reaches every reconciler through terraform's environment (not the specs:
+    concurrency changes no desired state, so it re-runs no stage); for this command only."""
+    from modules.reconcile import WORKERS_ENV
+
+    before = os.environ.get(WORKERS_ENV)
+    if getattr(args, "workers", None):
+        os.environ[WORKERS_ENV] = str(args.workers)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(WORKERS_ENV, None)
+        else:
+            os.environ[WORKERS_ENV] = before
 
 
 def validate(args: argparse.Namespace) -> int:
@@ -130,6 +161,11 @@ def plan(args: argparse.Namespace) -> int:
 
 
 def up(args: argparse.Namespace) -> int:
+    with workers_for_run(args):
+        return _up(args)
+
+
+def _up(args: argparse.Namespace) -> int:
     from stacks import deploy
     from stacks.cli import has_subcommand
     from stacks.progress import ApplyProgress
@@ -218,6 +254,11 @@ def _report_drift(drifts: list[Drift], quiet: bool = False) -> list[str]:
 
 
 def down(args: argparse.Namespace) -> int:
+    with workers_for_run(args):
+        return _down(args)
+
+
+def _down(args: argparse.Namespace) -> int:
     from stacks import deploy
     from stacks.paths import Paths
     from stacks.pool_records import forget

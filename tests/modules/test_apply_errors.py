@@ -32,7 +32,7 @@ def test_out_of_space_recognises_lxd_text() -> None:
 
 
 def nodes_spec(pool: str = "dl-t-tiny") -> NodesSpec:
-    return NodesSpec(lab="t", host="local", max_workers=1, pool=pool, privileged=False,
+    return NodesSpec(lab="t", host="local", max_workers=1, workers_limit=None, pool=pool, privileged=False,
                      network="dlm-t", gateway="10.0.0.1/24", nodes=())
 
 

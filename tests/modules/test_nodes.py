@@ -209,8 +209,8 @@ def test_a_template_whose_creation_was_interrupted_is_made_again() -> None:
     # storage: ... rootfs") until it was recreated
     from modules import nodes
 
-    spec = nodes.Spec(lab="t", host="h1", max_workers=1, pool="p", privileged=False, network="n",
-                      gateway="10.0.0.1/24", nodes=())
+    spec = nodes.Spec(lab="t", host="h1", max_workers=1, workers_limit=None, pool="p", privileged=False,
+                      network="n", gateway="10.0.0.1/24", nodes=())
     done = {"config": {nodes.IMAGE_KEY: "abc", nodes.TEMPLATE_READY_KEY: "true"}}
     assert nodes._template_drift(spec, done, "abc") is None
     interrupted = {"config": {nodes.IMAGE_KEY: "abc"}}

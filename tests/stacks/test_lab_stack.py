@@ -134,7 +134,8 @@ def test_hash_is_sha256_of_the_written_canonical_spec(two_host_lab: Lab, paths: 
         "files": {"mtu": "1450"},
         "host": "b",
         "lab": "dlstk-t",
-        "max_workers": 8,
+        "max_workers": None,
+        "workers_limit": None,
         "root": json.loads(text)["root"],
         "stage": "manifest",
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 import cdk.stages
+from modules.reconcile import WORKERS_ENV
 from stacks import cli
 from stacks.paths import Paths
 from stacks.terraform import Terraform
@@ -61,9 +63,12 @@ def test_up_replace_down(
     tmp_path: Path, files_root: Path, fixture_registry: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     first = lab_file(tmp_path, 1450)
-    assert cli.main(["up", "--no-check", str(first)]) == 0
+    assert cli.main(["up", "--no-check", "--workers", "3", str(first)]) == 0
     out = capsys.readouterr().out
     folder = files_root / LAB
+    # --workers reached every provisioner through terraform's environment, for this run only
+    assert {p.read_text() for p in folder.glob("*.workers")} == {"3"}
+    assert WORKERS_ENV not in os.environ
     assert (folder / "manifest@a" / "mtu").read_text() == "1450"
     assert sorted(p.name for p in (folder / "markers@a").iterdir()) == ["leaf-01", "spine-01", "srv-01-01"]
     assert "markers@a [files] create" in out.replace("\n", " ")  # reconciler lines streamed

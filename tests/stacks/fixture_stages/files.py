@@ -22,7 +22,7 @@ class FilesSpec:
     stage: str
     root: str
     files: dict[str, str]
-    max_workers: int = 2
+    max_workers: int | None = 2
 
     @property
     def folder(self) -> Path:
@@ -40,7 +40,7 @@ class Files(Reconciler[FilesSpec, dict[str, str]]):
                 data["stage"],
                 data["root"],
                 dict(data["files"]),
-                data["max_workers"],
+                data["max_workers"] or 2,
             )
         except KeyError as err:
             raise DistrilabError(f"missing field {err}") from err
@@ -52,6 +52,9 @@ class Files(Reconciler[FilesSpec, dict[str, str]]):
         return FilesSpec(spec.lab, spec.host, spec.stage, spec.root, {}, spec.max_workers)
 
     def connect(self, spec: FilesSpec) -> Path:
+        # what this run resolved for its parallelism (`up --workers N` reaches here through terraform)
+        spec.folder.parent.mkdir(parents=True, exist_ok=True)
+        spec.folder.with_name(f"{spec.folder.name}.workers").write_text(str(self.max_workers(spec)))
         return spec.folder
 
     def observe(self, client: Path, spec: FilesSpec) -> dict[str, str]:
