@@ -17,7 +17,18 @@ class LabNotFoundError(DistrilabError):
         super().__init__(f"{path}: no such lab file\n  hint: {self.hint}")
 
 
-def load(path: str | Path, check_host_routes: bool = True, claim_pools: bool = False) -> Lab:
+def load(path: str | Path, check_host_routes: bool = True, claim_pools: bool = False,
+         whole: bool = False) -> Lab:
+    """The lab a file describes, as its last `up` deployed it: the part `up --limit` recorded
+    (stacks/limits.py), or with `whole` the whole lab. See `load_whole`."""
+    from stacks.limits import deployed_part
+    from stacks.paths import Paths
+
+    lab = load_whole(path, check_host_routes, claim_pools)
+    return lab if whole else deployed_part(Paths.for_repo(), lab)
+
+
+def load_whole(path: str | Path, check_host_routes: bool = True, claim_pools: bool = False) -> Lab:
     """The fully expanded lab a file describes.
 
     `*.py` files define `LAB` (a cdk.model.Lab) or `lab() -> Lab`; anything else is a lab file

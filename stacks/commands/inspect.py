@@ -15,7 +15,9 @@ from stacks.json_output import emit
 from stacks.loading import load
 
 console = Console()
-STATE_STYLE = {"Running": "green", "Stopped": "yellow", "absent": "dim", "Error": "red"}
+#: the state of a node that `up --limit` did not deploy
+LEFT_OUT = "left out"
+STATE_STYLE = {"Running": "green", "Stopped": "yellow", "absent": "dim", "Error": "red", LEFT_OUT: "dim"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -75,16 +77,24 @@ def spread(lab: Lab) -> dict[str, Any]:
 
 
 def inspect(args: argparse.Namespace) -> int:
-    lab = load(args.lab)
+    from stacks.limits import read_limit
+    from stacks.paths import Paths
+
+    lab = load(args.lab, whole=True)  # the nodes `up --limit` left out are shown as such
+    limit = read_limit(Paths.for_repo(), lab.name)
     rows = node_rows(lab, lxd_states(lab))
+    for row in rows:
+        if limit is not None and row["node"] not in limit["nodes"] and row["state"] == "absent":
+            row["state"] = LEFT_OUT
     placement = spread(lab)
     if args.json:
-        emit("inspect", {"lab": lab.name, "placement": placement, "nodes": rows})
+        emit("inspect", {"lab": lab.name, "placement": placement, "limit": limit, "nodes": rows})
         return 0
     hosts = ", ".join(f"{h} {n}" for h, n in placement["nodes_per_host"].items())
+    part = f"; up --limit {limit['selector']}: {len(limit['nodes'])} deployed" if limit else ""
     table = Table(title=f"{lab.name}: {len(rows)} nodes", caption=(
         f"placement {placement['strategy']}: {hosts}; "
-        f"{placement['cross_host_links']}/{placement['links']} links cross hosts"))
+        f"{placement['cross_host_links']}/{placement['links']} links cross hosts{part}"))
     for column in ("node", "role", "host", "state", "management", "fabric"):
         table.add_column(column)
     for r in rows:

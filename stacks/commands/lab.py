@@ -44,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the changes and drift as JSON")
     p = lab_command("up", "deploy the lab (synth, terraform init and apply), then check it", up)
     p.add_argument("--no-check", action="store_true", help="skip 'distrilab check' at the end")
+    p.add_argument("--only", metavar="SELECTOR",
+                   help="recreate just these nodes and re-plug their links (names, globs such as leaf-*, "
+                   "roles, pod=N, rack=SW, host=H; comma-separated); every other link stays up")
+    p.add_argument("--limit", metavar="SELECTOR",
+                   help="deploy only these nodes and the links among them (same selectors); later commands "
+                   "work on that part until an up without --limit")
     p.add_argument("--ignore-memory", action="store_true",
                    help="deploy even when the lab's estimated memory exceeds what this host has free")
     down_parser = lab_command("down", "destroy the lab: everything carrying its label", down)
@@ -113,12 +119,19 @@ def validation_summary(lab: Lab) -> dict[str, Any]:
 
 
 def _synth(args: argparse.Namespace, check_host_routes: bool = True,
-           claim_pools: bool = False):  # -> stacks.deploy.Synthesized
+           for_up: bool = False):  # -> stacks.deploy.Synthesized
+    """The lab synthesized: as its last `up` deployed it, or for `up` what it deploys now (its
+    pools claimed, its --limit recorded)."""
     with ThreadPoolExecutor(max_workers=1) as pool:
         # importing cdktn starts jsii's node process and loads the library (~1 s, mostly spent
         # in node): overlap it with loading the lab, which is Python work
         importing = pool.submit(importlib.import_module, "stacks.deploy")
-        lab = load(args.lab, check_host_routes, claim_pools)
+        lab = load(args.lab, check_host_routes, claim_pools=for_up, whole=for_up)
+        if for_up:
+            from stacks.node_scope import scope_for_up
+            from stacks.paths import Paths
+
+            lab = scope_for_up(lab, args.limit, Paths.for_repo(), args.only)
         deploy = importing.result()
     outdir = getattr(args, "outdir", None)
     synthesized = deploy.synth(lab, outdir) if outdir else deploy.synth(lab)
@@ -168,9 +181,15 @@ def up(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from stacks import deploy
     from stacks.cli import has_subcommand
+    from stacks.node_scope import refuse_pending_changes, remove_for_recreation
     from stacks.progress import ApplyProgress
 
-    synthesized = ready(args, _synth(args, claim_pools=True))
+    synthesized = ready(args, _synth(args, for_up=True))
+    if args.only:
+        refuse_pending_changes([(*synthesized.label(c.address), c.action)
+                                for c in deploy.plan(synthesized).changes])
+        recreated = remove_for_recreation(synthesized.lab, args.only)
+        console.print(f"[yellow]recreate[/] {', '.join(recreated)}", highlight=False)
     drifted = _report_drift(deploy.drift(synthesized))
     with ApplyProgress(synthesized, console, title="up") as progress:
         result = deploy.apply(synthesized, progress.handle, replace=drifted)
@@ -260,6 +279,7 @@ def down(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     from stacks import deploy
+    from stacks.limits import clear_limit
     from stacks.paths import Paths
     from stacks.pool_records import forget
     from stacks.progress import ApplyProgress
@@ -270,5 +290,6 @@ def _down(args: argparse.Namespace) -> int:
     with ApplyProgress(synthesized, console, title="down") as progress:
         result = deploy.apply(synthesized, progress.handle, destroy=True)
     forget(Paths.for_repo(), synthesized.lab.name)  # its pools are free again
+    clear_limit(Paths.for_repo(), synthesized.lab.name)
     console.print(f"[green]down[/] {synthesized.lab.name}: {len(result.completed)} resource(s) destroyed")
     return 0
