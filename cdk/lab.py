@@ -25,6 +25,7 @@ A lab file (every section but `name` is optional):
     lxd: {storage: auto, storage_size: 20GiB, max_workers: 8, privileged: false,
           pool: distrilab}                            # pool: created with storage_size if missing;
                                                        # max_workers: default this machine's vCPUs
+    state: {backend: local, lock_timeout: 60s}        # local | pg (pg: {schema_name}) | s3 (s3: {bucket})
     alcor: null                                        # null | default | {...}
     controller: null                                   # null | {...}
 
@@ -47,7 +48,7 @@ from jsonschema import Draft202012Validator, ValidationError
 
 from cdk.aws import check_aws_hosts
 from cdk.errors import DistrilabError, LabFileError, Problem
-from cdk.model import SERVER_ROLES, SWITCH_ROLES, FabricSettings, Host, Limits, LxdSettings
+from cdk.model import SERVER_ROLES, SWITCH_ROLES, FabricSettings, Host, Limits, LxdSettings, StateBackend
 from cdk.topology import GENERATORS  # each kind's parameter schema is part of the lab schema
 
 #: the image recipes shipped with distrilab (images/recipes/<name>.yaml)
@@ -434,6 +435,32 @@ def lab_schema(topology_schema: Mapping[str, Any] | None, kinds: Iterable[str]) 
                         },
                     }
                 ),
+                "state": _obj(
+                    {
+                        "backend": {
+                            "enum": ["local", "pg", "s3"],
+                            "x-hint": "local: a file in this checkout; pg or s3: one state for a team or CI",
+                        },
+                        "lock_timeout": {
+                            "type": "string",
+                            "pattern": "^[0-9]+(s|m)$",
+                            "x-expected": "a duration such as 60s or 5m",
+                        },
+                        "pg": _obj({
+                            # a conn_str carries a password: give it through PG_CONN_STR instead
+                            "schema_name": {"type": "string", "pattern": "^[a-z_][a-z0-9_]{0,62}$",
+                                            "x-expected": "a PostgreSQL schema name"},
+                        }),
+                        "s3": _obj({
+                            "bucket": {"type": "string", "minLength": 3},
+                            "key": {"type": "string", "minLength": 1},
+                            "region": {"type": "string", "minLength": 1},
+                            "endpoint": {"type": "string", "minLength": 1},
+                            "use_lockfile": {"type": "boolean"},
+                            "dynamodb_table": {"type": "string", "minLength": 1},
+                        }, required=["bucket"]),
+                    }
+                ),
                 "alcor": {
                     "anyOf": [{"type": "null"}, {"const": "default"}, {"type": "object"}],
                     "x-expected": "null, 'default' or a mapping of Alcor settings",
@@ -527,6 +554,7 @@ class LabSpec:
     alcor: dict[str, Any] | None
     controller: dict[str, Any] | None
     fabric: FabricSettings = field(default_factory=FabricSettings)
+    state: StateBackend = field(default_factory=StateBackend)
     #: the pools the lab file sets; the others are the lab's to choose (cdk/pipeline.py: address)
     pools_given: frozenset[str] = frozenset()
 
@@ -559,6 +587,7 @@ def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
         for path, message, value, hint in check_aws_hosts(data.get("hosts", []), pools):
             problems.add(path, message, value, hint)
     fabric = FabricSettings(**data.get("fabric", {})) if valid("fabric") else FabricSettings()
+    state = _check_state(data, problems) if valid("state") else StateBackend()
     if fabric.mode == "l3" and "bridge" in data.get("fabric", {}):
         problems.add(("fabric", "bridge"), "applies to the l2 fabric only", fabric.bridge,
                      "a routed fabric (mode: l3) bridges nothing but each rack's servers: remove it")
@@ -596,6 +625,7 @@ def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
         alcor={} if alcor == "default" else alcor,  # "default": Alcor with every setting at its default
         controller=data.get("controller"),
         fabric=fabric,
+        state=state,
     )
 
 
@@ -678,6 +708,21 @@ def _check_hosts(data: dict[str, Any], problems: Problems) -> tuple[Host, ...]:
         )
         for e in entries
     )
+
+
+def _check_state(data: dict[str, Any], problems: Problems) -> StateBackend:
+    """The backend's own section goes with it: `pg:` for pg, `s3:` (with a bucket) for s3."""
+    section = data.get("state", {})
+    backend = section.get("backend", "local")
+    for other in ("pg", "s3"):
+        if other in section and other != backend:
+            problems.add(("state", other), f"applies to state.backend {other} only", section[other],
+                         f"set state.backend: {other}, or remove state.{other}")
+    if backend == "s3" and "s3" not in section:
+        problems.add(("state", "s3"), "is required for state.backend s3", None,
+                     "s3: {bucket: my-bucket, region: eu-west-1}")
+    return StateBackend(backend=backend, lock_timeout=section.get("lock_timeout", "60s"),
+                        settings=dict(section.get(backend, {})) if backend != "local" else {})
 
 
 def _check_pools(data: dict[str, Any], problems: Problems) -> dict[str, str]:

@@ -170,6 +170,20 @@ class FabricSettings:
 
 
 @dataclass(frozen=True)
+class StateBackend:
+    """Where terraform keeps the lab's state. `local`: `terraform.<lab>.tfstate` in the checkout;
+    `pg` and `s3`: shared by a team or CI, locked while a run holds it (credentials never go in
+    the lab file: terraform reads PG_CONN_STR, or the AWS variables and profiles, at init)."""
+
+    backend: Literal["local", "pg", "s3"] = "local"
+    #: how long a run waits for another run's lock before failing (terraform's -lock-timeout)
+    lock_timeout: str = "60s"
+    #: pg: `schema_name` (default distrilab_<lab>); s3: bucket, key (default distrilab/<lab>.tfstate),
+    #: region, endpoint, use_lockfile (default true) or dynamodb_table
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Lab:
     """A fully expanded, addressed and placed lab: the input of every stack and stage."""
 
@@ -186,6 +200,7 @@ class Lab:
     controller: dict[str, Any] | None = None  # filled by the controller issue
     image_options: dict[str, Any] = field(default_factory=dict)  # mirror, aca_source, ...
     fabric: FabricSettings = field(default_factory=FabricSettings)
+    state: StateBackend = field(default_factory=StateBackend)
 
     def instance_name(self, node: str) -> str:
         return instance_name(self.name, node)

@@ -114,6 +114,7 @@ def run_pipeline(
         controller=spec.controller,
         image_options=spec.image_options,
         fabric=spec.fabric,
+        state=spec.state,
     )
     check_services(lab)  # the alcor deployment file and the controller scenario, before anything runs
     return lab

@@ -92,6 +92,8 @@ PROGRAMS: tuple[Program, ...] = tuple(
         *_programs("dev", "wrk", "wrk", "load benchmark baseline"),
         *_programs("dev", "nginx-light", "nginx", "load benchmark target"),
         *_programs("dev", "git", "git", "the fresh-machine test copies a clean clone"),
+        *_programs("dev", "postgresql", "pg_createcluster pg_ctlcluster pg_dropcluster",
+                   "a private PostgreSQL for the pg state backend's locking test"),
         # ---- image: inside node containers (images/recipes/*.yaml)
         # image programs name the package a recipe installs (ovs-ofctl and ovsdb-tool come with
         # openvswitch-switch through its dependency openvswitch-common)

@@ -67,12 +67,14 @@ def synth(
 
 def drift(synthesized: Synthesized) -> list[Drift]:
     """Stages whose hosts no longer match what was applied (see stacks/drift.py)."""
-    return find_drift(synthesized.stage_specs, synthesized.state_file)
+    local = synthesized.lab.state.backend == "local"
+    return find_drift(synthesized.stage_specs,
+                      synthesized.state_file if local else terraform(synthesized).state_pull())
 
 
 def terraform(synthesized: Synthesized, binary: TerraformBinary | None = None) -> Terraform:
     """A runner in the lab's terraform folder, initialised (offline: only built-in resources)."""
-    tf = Terraform(synthesized.workdir, binary)
+    tf = Terraform(synthesized.workdir, binary, lock_timeout=synthesized.lab.state.lock_timeout)
     tf.init()
     return tf
 

@@ -13,7 +13,7 @@ Stages checked are the cheap, read-only-observable ones; Alcor and the controlle
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,11 +40,15 @@ class Drift:
         return f"{len(self.actions)} action(s): {shown}{more}"
 
 
-def applied_hashes(state_file: Path) -> dict[str, str]:
-    """terraform address -> the spec hash it was applied with, read from the local state file."""
-    if not state_file.exists():
-        return {}
-    state = json.loads(state_file.read_text() or "{}")
+def applied_hashes(state_file: Path | Mapping[str, Any]) -> dict[str, str]:
+    """terraform address -> the spec hash it was applied with, read from the local state file (or
+    a state pulled from a shared backend)."""
+    if isinstance(state_file, Path):
+        if not state_file.exists():
+            return {}
+        state: Mapping[str, Any] = json.loads(state_file.read_text() or "{}")
+    else:
+        state = state_file
     hashes: dict[str, str] = {}
     for resource in state.get("resources", []):
         if resource.get("type") != "terraform_data" or resource.get("mode") != "managed":
@@ -59,7 +63,7 @@ def applied_hashes(state_file: Path) -> dict[str, str]:
 
 def find_drift(
     specs: Iterable[tuple[str, str, str, str, str, dict[str, Any]]],
-    state_file: Path,
+    state_file: Path | Mapping[str, Any],
     observe_plan: Callable[[str, dict[str, Any]], list[Action]] | None = None,
 ) -> list[Drift]:
     """Stages in the state, unchanged in desired state, whose hosts no longer match it.

@@ -113,6 +113,48 @@ def stage_specs(lab: Lab, stages: Iterable[Stage]) -> list[StageSpec]:
     return specs
 
 
+def pg_schema(lab: Lab) -> str:
+    return str(lab.state.settings.get("schema_name") or f"distrilab_{lab.name.replace('-', '_')}")
+
+
+def s3_key(lab: Lab) -> str:
+    return str(lab.state.settings.get("key") or f"distrilab/{lab.name}.tfstate")
+
+
+def add_backend(stack: cdktn.TerraformStack, lab: Lab, paths: Paths) -> None:
+    """Where terraform keeps the lab's state (cdk.model.StateBackend). No credential is written:
+    the pg backend reads PG_CONN_STR at init, the s3 backend the usual AWS variables."""
+    settings = lab.state.settings
+    if lab.state.backend == "pg":
+        # a partial configuration: conn_str comes from PG_CONN_STR at init, never from a file
+        # (without a backend construct, cdktn would add its default local one beside an override)
+        cdktn.PgBackend(stack, conn_str="(PG_CONN_STR)", schema_name=pg_schema(lab))
+        stack.add_override("terraform.backend.pg.conn_str", None)
+    elif lab.state.backend == "s3":
+        lockfile = settings.get("use_lockfile", "dynamodb_table" not in settings)
+        cdktn.S3Backend(
+            stack,
+            bucket=settings["bucket"],
+            key=s3_key(lab),
+            region=settings.get("region"),
+            endpoints={"s3": settings["endpoint"]} if settings.get("endpoint") else None,
+            use_path_style=True if settings.get("endpoint") else None,
+            use_lockfile=lockfile or None,
+            dynamodb_table=settings.get("dynamodb_table"),
+        )
+    else:
+        cdktn.LocalBackend(stack, path=str(paths.state_file(lab.name)))
+
+
+def state_location(lab: Lab, paths: Paths) -> str:
+    """Where the state is, for people: the file, the pg schema or the s3 object."""
+    if lab.state.backend == "pg":
+        return f"pg schema {pg_schema(lab)}"
+    if lab.state.backend == "s3":
+        return f"s3://{lab.state.settings['bucket']}/{s3_key(lab)}"
+    return str(paths.state_file(lab.name))
+
+
 def inventory(lab: Lab) -> dict[str, Any]:
     """What the stack outputs: every node with role, kind, host, image and addresses; the hosts."""
     fabric: dict[str, list[str]] = {}
@@ -156,7 +198,7 @@ class LabStack(cdktn.TerraformStack):
         self.stages = stages = cdk.stages.STAGES if stages is None else stages
         self.specs = stage_specs(lab, stages)
         self._write_specs(stack_dir)
-        cdktn.LocalBackend(self, path=str(self.paths.state_file(lab.name)))
+        add_backend(self, lab, self.paths)
 
         self.anchor = cdktn.TerraformResource(self, ANCHOR, terraform_resource_type="terraform_data")
         # constant input: the anchor must never be replaced

@@ -181,7 +181,9 @@ def up(args: argparse.Namespace) -> int:
 def _up(args: argparse.Namespace) -> int:
     from stacks import deploy
     from stacks.cli import has_subcommand
+    from stacks.lab_stack import state_location
     from stacks.node_scope import refuse_pending_changes, remove_for_recreation
+    from stacks.paths import Paths
     from stacks.progress import ApplyProgress
 
     synthesized = ready(args, _synth(args, for_up=True))
@@ -196,7 +198,8 @@ def _up(args: argparse.Namespace) -> int:
     changed = len(result.completed)
     summary = f"{changed} resource(s) changed" if changed else "no changes (the lab matches its description)"
     console.print(
-        f"[green]up[/] {synthesized.lab.name}: {summary}; state {synthesized.state_file}", highlight=False
+        f"[green]up[/] {synthesized.lab.name}: {summary}; "
+        f"state {state_location(synthesized.lab, Paths.for_repo())}", highlight=False
     )
     if args.no_check or not has_subcommand(args.parser, "check"):
         return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import cdktn
 import pytest
 
-from cdk.model import Lab
+from cdk.model import Lab, StateBackend
 from cdk.stages import Stage
 from stacks.lab_stack import LabStack, stage_specs
 from stacks.paths import Paths
@@ -193,3 +193,29 @@ def test_inventory_output(two_host_lab: Lab, paths: Paths) -> None:
 def test_backend_is_cdktf_default_state_file(two_host_lab: Lab, paths: Paths) -> None:
     backend = synth(two_host_lab, paths)["terraform"]["backend"]
     assert backend == {"local": {"path": str(paths.state_root / "terraform.dlstk-t.tfstate")}}
+
+
+def test_the_default_backend_is_the_local_state_file(two_host_lab: Lab, paths: Paths) -> None:
+    backend = synth(two_host_lab, paths)["terraform"]["backend"]
+    assert backend == {"local": {"path": str(paths.state_file(two_host_lab.name))}}
+
+
+def test_the_pg_backend_names_its_schema_and_writes_no_connection_string(two_host_lab: Lab,
+                                                                          paths: Paths) -> None:
+    lab = dataclasses.replace(two_host_lab, state=StateBackend("pg", "5s"))
+    assert synth(lab, paths)["terraform"]["backend"] == {"pg": {"schema_name": "distrilab_dlstk_t"}}
+    named = dataclasses.replace(lab, state=StateBackend("pg", "5s", {"schema_name": "team_labs"}))
+    assert synth(named, paths)["terraform"]["backend"] == {"pg": {"schema_name": "team_labs"}}
+
+
+def test_the_s3_backend_locks_with_a_lockfile_unless_given_a_dynamodb_table(two_host_lab: Lab,
+                                                                            paths: Paths) -> None:
+    settings = {"bucket": "labs", "region": "eu-west-1"}
+    lab = dataclasses.replace(two_host_lab, state=StateBackend("s3", "60s", settings))
+    assert synth(lab, paths)["terraform"]["backend"] == {"s3": {
+        "bucket": "labs", "key": "distrilab/dlstk-t.tfstate", "region": "eu-west-1", "use_lockfile": True}}
+    table = dataclasses.replace(lab, state=StateBackend("s3", "60s", {
+        "bucket": "labs", "key": "x/y.tfstate", "dynamodb_table": "locks", "endpoint": "http://127.0.0.1:9000"}))
+    s3 = synth(table, paths)["terraform"]["backend"]["s3"]
+    assert s3["dynamodb_table"] == "locks" and "use_lockfile" not in s3 and s3["key"] == "x/y.tfstate"
+    assert s3["endpoints"] == {"s3": "http://127.0.0.1:9000"} and s3["use_path_style"] is True
