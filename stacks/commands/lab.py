@@ -214,9 +214,11 @@ def ready(args: argparse.Namespace, synthesized: Any) -> Any:  # stacks.deploy.S
     the lab is synthesized again: its placement follows it."""
     from modules.host_preflight import preflight
     from modules.memory_fit import check_local_memory
+    from stacks.clashes import require_no_clash
 
     require_programs(synthesized.lab)
     require_healthy_hosts(synthesized.lab)
+    require_no_clash(synthesized)  # another lab's VXLAN ids or a same-named lab of another checkout
     if not getattr(args, "ignore_memory", False):
         check_local_memory(synthesized.lab)  # a lab too large for this host: refused with numbers
     if preflight(synthesized.lab):  # ssh hosts: reachable, known, logged into, big enough

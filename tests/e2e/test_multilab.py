@@ -52,6 +52,15 @@ def test_two_labs_without_pools_run_side_by_side(tmp_path: Path) -> None:
         records = read_records(Paths.for_repo(REPO))
         assert (records[names[0]], records[names[1]]) == (first, second)  # kept for every later command
 
+        # the same lab brought up from a checkout whose state knows nothing of it: refused, untouched
+        state = Paths.for_repo(REPO).state_file(names[1])
+        hidden = state.rename(state.with_name(state.name + ".elsewhere"))
+        try:
+            again = labs[names[1]]("up")
+        finally:
+            hidden.rename(state)
+        assert again.returncode != 0 and "another checkout deployed it" in again.stderr + again.stdout
+
         down = labs[names[0]]("down")
         assert down.returncode == 0, report(down)
         assert lab_leftovers(names[0]) == {}
