@@ -94,6 +94,8 @@ PROGRAMS: tuple[Program, ...] = tuple(
         *_programs("dev", "git", "git", "the fresh-machine test copies a clean clone"),
         *_programs("dev", "postgresql", "pg_createcluster pg_ctlcluster pg_dropcluster",
                    "a private PostgreSQL for the pg state backend's locking test"),
+        *_programs("dev", "chromium", "chromium",
+                   "headless: the `distrilab serve` page as a person sees it (tests, docs/serve.png)"),
         # ---- image: inside node containers (images/recipes/*.yaml)
         # image programs name the package a recipe installs (ovs-ofctl and ovsdb-tool come with
         # openvswitch-switch through its dependency openvswitch-common)
