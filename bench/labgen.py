@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 
+from cdk.lab import recipe_packages
 from cdk.model import (
     Addressing,
     Endpoint,
@@ -99,4 +100,5 @@ def leaf_spine_lab(
         images={"switch": "switch", "server": "server"},
         limits={"server": Limits(memory="256MiB")},
         lxd=LxdSettings(),
+        image_packages=recipe_packages(("switch", "server")),  # what the load stage reads for a file
     )

@@ -547,6 +547,7 @@ class LabSpec:
     mtu: int
     images: dict[str, str]  # role or kind -> recipe name
     image_options: dict[str, Any]
+    image_packages: dict[str, frozenset[str]]  # recipe -> what it installs (recipe_packages)
     limits: dict[str, Limits]  # "defaults" and role/kind -> limits as written
     placement_strategy: str
     placement_file: Path | None
@@ -593,8 +594,9 @@ def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
                      "a routed fabric (mode: l3) bridges nothing but each rack's servers: remove it")
     images = {**default_images(fabric), **data.get("images", {})} if valid("images") else {}
     _check_recipes(images, recipes_dir or RECIPES_DIR, problems)
-    if fabric.mode == "l3" and valid("images"):
-        _check_routers(images, recipes_dir or RECIPES_DIR, problems)
+    packages = recipe_packages(images.values(), recipes_dir or RECIPES_DIR) if valid("images") else {}
+    if fabric.mode == "l3":
+        _check_routers(images, packages, problems)
     placement_file = _check_placement(data, source, problems) if valid("placement") else None
     problems.raise_if_any()  # every check above passed, so the types below are as the schema says
 
@@ -613,6 +615,7 @@ def validate(source: LabSource, recipes_dir: Path | None = None) -> LabSpec:
         mtu=data.get("addressing", {}).get("mtu", DEFAULT_MTU),
         images=dict(sorted(images.items())),
         image_options=dict(data.get("images_options", {})),
+        image_packages=packages,
         limits={
             role: Limits(
                 cpu=None if limits.get("cpu") is None else str(limits["cpu"]), memory=limits.get("memory")
@@ -749,19 +752,29 @@ def default_images(fabric: FabricSettings) -> dict[str, str]:
     return {**DEFAULT_IMAGES, "switch": "server"} if fabric.bridge == "linux" else DEFAULT_IMAGES
 
 
-def _check_routers(images: dict[str, str], recipes_dir: Path, problems: Problems) -> None:
-    """In a routed fabric every switch image must install FRR (the `router` recipe does)."""
+def recipe_packages(recipes: Iterable[str], recipes_dir: Path = RECIPES_DIR) -> dict[str, frozenset[str]]:
+    """Every package each recipe installs, its parents' included: read once while the lab loads,
+    so that no stage builder reads a recipe file. A missing or broken recipe is left out (the
+    recipe check names the first; building the second reports what is wrong)."""
     from images.recipe import RecipeBook  # reads recipe files only
 
-    book = RecipeBook((recipes_dir,))
-    for role, recipe in sorted(images.items()):
-        if role not in SWITCH_ROLES or not (recipes_dir / f"{recipe}.yaml").is_file():
+    book, found = RecipeBook((recipes_dir,)), {}
+    for recipe in sorted(set(recipes)):
+        if not (recipes_dir / f"{recipe}.yaml").is_file():
             continue
         try:
-            layers = book.chain(recipe).layers
+            found[recipe] = frozenset(p for layer in book.chain(recipe).layers for p in layer.packages)
         except DistrilabError:
-            continue  # a broken recipe: building it reports what is wrong
-        if not any(FRR_PACKAGE in layer.packages for layer in layers):
+            continue
+    return found
+
+
+def _check_routers(images: dict[str, str], packages: dict[str, frozenset[str]], problems: Problems) -> None:
+    """In a routed fabric every switch image must install FRR (the `router` recipe does)."""
+    for role, recipe in sorted(images.items()):
+        if role not in SWITCH_ROLES or recipe not in packages:
+            continue
+        if FRR_PACKAGE not in packages[recipe]:
             problems.add(("images", role), f"image '{recipe}' has no {FRR_PACKAGE}: switches of a routed "
                          "fabric run BGP", recipe, f"use images.{role}: {ROUTER_IMAGE} (or a recipe that "
                          f"extends it), or fabric.mode: l2")

@@ -30,6 +30,8 @@ def to_dict(obj: Any) -> Any:
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
         return {str(k): to_dict(v) for k, v in sorted(obj.items())}
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
     return obj
 
 
@@ -199,6 +201,9 @@ class Lab:
     alcor: dict[str, Any] | None = None  # filled by the Alcor issue
     controller: dict[str, Any] | None = None  # filled by the controller issue
     image_options: dict[str, Any] = field(default_factory=dict)  # mirror, aca_source, ...
+    #: recipe -> every package it installs, parents included (cdk.lab.recipe_packages: read while
+    #: the lab loads, so that stage builders read no file)
+    image_packages: dict[str, frozenset[str]] = field(default_factory=dict)
     fabric: FabricSettings = field(default_factory=FabricSettings)
     state: StateBackend = field(default_factory=StateBackend)
 

@@ -113,6 +113,7 @@ def run_pipeline(
         alcor=spec.alcor,
         controller=spec.controller,
         image_options=spec.image_options,
+        image_packages=spec.image_packages,
         fabric=spec.fabric,
         state=spec.state,
     )

@@ -5,9 +5,9 @@ Pure: the same lab always gives the same dict. `modules/nodes.py` converges a ho
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
+from cdk.errors import DistrilabError
 from cdk.model import Host, Lab, Node
 from cdk.names import image_alias, management_network
 from cdk.stages import common
@@ -26,13 +26,13 @@ def endpoint(host: Host, lab: str | None = None) -> dict[str, Any]:
     return found
 
 
-@functools.cache
-def image_runs_ovs(recipe: str) -> bool:
+def image_runs_ovs(lab: Lab, recipe: str) -> bool:
     """Whether a recipe (or one it extends) installs Open vSwitch: its userspace (netdev) datapath
     needs /dev/net/tun in the container (switches, and servers on the `aca` image)."""
-    from images.recipe import RecipeBook  # reads recipe files only
-
-    return any(OVS_PACKAGE in layer.packages for layer in RecipeBook().chain(recipe).layers)
+    if recipe not in lab.image_packages:
+        raise DistrilabError(f"lab {lab.name}: no packages known for image '{recipe}' (a lab built in "
+                             "code sets image_packages=cdk.lab.recipe_packages(its images))")
+    return OVS_PACKAGE in lab.image_packages[recipe]
 
 
 def _node_spec(lab: Lab, node: Node) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def _node_spec(lab: Lab, node: Node) -> dict[str, Any]:
         "kind": node.kind,
         "role": node.role,
         "image": image_alias(lab.name, lab.image_of(node)),
-        "tun": image_runs_ovs(lab.image_of(node)),
+        "tun": image_runs_ovs(lab, lab.image_of(node)),
         "limits": {
             "cpu": limits.cpu if limits else None,
             "memory": limits.memory if limits else None,

@@ -179,14 +179,23 @@ def up(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
+    from cdk.errors import DistrilabError
     from stacks import deploy
+    from stacks.clashes import resources_in_state
     from stacks.cli import has_subcommand
     from stacks.lab_stack import state_location
     from stacks.node_scope import refuse_pending_changes, remove_for_recreation
     from stacks.paths import Paths
+    from stacks.pool_records import forget
     from stacks.progress import ApplyProgress
 
-    synthesized = ready(args, _synth(args, for_up=True))
+    synthesized = _synth(args, for_up=True)
+    try:
+        synthesized = ready(args, synthesized)
+    except DistrilabError:
+        if not resources_in_state(synthesized):  # refused before anything was created: claim nothing
+            forget(Paths.for_repo(), synthesized.lab.name)
+        raise
     if args.only:
         refuse_pending_changes([(*synthesized.label(c.address), c.action)
                                 for c in deploy.plan(synthesized).changes])
@@ -236,7 +245,7 @@ def require_healthy_hosts(lab: Lab) -> None:
     from modules.doctor import Needs, blockers
     from modules.host_shell import LocalShell, is_local
 
-    tun = any(image_runs_ovs(lab.image_of(node)) for node in lab.topology.nodes)
+    tun = any(image_runs_ovs(lab, lab.image_of(node)) for node in lab.topology.nodes)
     found = [f for h in lab.hosts if is_local({"kind": h.kind})
              for f in blockers(LocalShell(h.name), Needs(len(lab.nodes_on(h.name)), lab.lxd.pool, tun))]
     if found:
