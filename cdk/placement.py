@@ -10,7 +10,7 @@ Strategies:
   and its servers) together; then Kernighan-Lin passes between every pair of hosts swap nodes
   while that lowers the number of links between them. Swaps keep every host's node count, so
   capacity holds by construction.
-- "file": replay a placement written by `write_placement` (YAML or JSON); every node of the
+- "file": replay a placement written by `placement_text` (YAML or JSON); every node of the
   topology must be assigned to a known host, within capacity.
 
 All strategies are deterministic: the same topology and hosts give the same assignment.
@@ -269,20 +269,18 @@ def orient(part_1: set[str], part_2: set[str], old_a: set[str]) -> tuple[set[str
 # ---------------------------------------------------------------- placement files
 
 
-def write_placement(placement: Placement, path: str | Path) -> None:
-    """Write a placement as YAML (.yaml/.yml) or JSON (anything else); `file` strategy replays it."""
+def placement_text(placement: Placement, suffix: str = ".yaml") -> str:
+    """A placement as YAML (.yaml/.yml) or JSON (any other suffix), for the `file` strategy to
+    replay (pure: `distrilab validate LAB --save-placement FILE` writes it)."""
     data = {
         "version": FILE_VERSION,
         "strategy": placement.strategy,
         "cross_host_links": placement.cross_host_links,
         "assignment": dict(sorted(placement.assignment.items())),
     }
-    path = Path(path)
-    if path.suffix in (".yaml", ".yml"):
-        text = yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
-    else:
-        text = json.dumps(data, indent=2) + "\n"
-    path.write_text(text, encoding="utf-8")
+    if suffix in (".yaml", ".yml"):
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False)
+    return json.dumps(data, indent=2) + "\n"
 
 
 def read_placement(path: str | Path) -> Placement:
@@ -297,7 +295,8 @@ def read_placement(path: str | Path) -> Placement:
     try:
         data = yaml.safe_load(text)  # YAML is a superset of JSON: one parser for both
     except yaml.YAMLError as err:
-        raise PlacementError(f"{path}: not valid YAML/JSON ({err})", "write it with write_placement") from err
+        raise PlacementError(f"{path}: not valid YAML/JSON ({err})",
+                             "write it with distrilab validate LAB --save-placement FILE") from err
     if not isinstance(data, dict) or not isinstance(data.get("assignment"), dict):
         raise PlacementError(
             f"{path}: assignment: missing or not a mapping of node -> host",

@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = lab_command("validate", "check a lab file and show what it expands to", validate)
     p.add_argument("--json", action="store_true", help="print what the lab expands to as JSON")
+    p.add_argument("--save-placement", type=Path, metavar="FILE",
+                   help="write the nodes' placement on hosts (YAML, or JSON for *.json) for "
+                   "placement: {strategy: file, file: FILE} to replay")
     p = lab_command("synth", "write the lab's terraform configuration into cdktf.out/", synth)
     p.add_argument("--outdir", type=Path, default=None, help="instead of cdktf.out (tests)")
     p = lab_command("plan", "show which stage on which host would change", plan)
@@ -86,6 +89,10 @@ def workers_for_run(args: argparse.Namespace) -> Iterator[None]:
 def validate(args: argparse.Namespace) -> int:
     lab = load(args.lab)
     body = validation_summary(lab)
+    if args.save_placement:
+        from cdk.placement import placement_text
+
+        args.save_placement.write_text(placement_text(lab.placement, args.save_placement.suffix))
     if args.json:
         emit("validate", body)
         return 0

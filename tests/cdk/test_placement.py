@@ -21,9 +21,9 @@ from cdk.placement import (
     PlacementError,
     cross_host_links,
     place,
+    placement_text,
     read_placement,
     targets,
-    write_placement,
 )
 from cdk.topology import GENERATORS
 
@@ -148,7 +148,7 @@ def test_file_round_trip_replays_exactly(tmp_path: Path, suffix: str) -> None:
     three = hosts(30, 30, 30)
     original = place(topo, three, "partition")
     path = tmp_path / f"placement{suffix}"
-    write_placement(original, path)
+    path.write_text(placement_text(original, suffix))
     assert read_placement(path) == original
     replayed = place(topo, three, "file", path)
     assert replayed.strategy == "file"

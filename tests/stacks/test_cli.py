@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cdk.pipeline import load_lab
 from stacks import cli
 from stacks.paths import REPO_ROOT
 from stacks.terraform import Terraform, cdktf_env
@@ -33,6 +34,21 @@ def test_validate_prints_a_summary(tmp_path: Path, capsys: pytest.CaptureFixture
     assert cli.main(["validate", str(python_lab(tmp_path, "dlstk-val"))]) == 0
     out = capsys.readouterr().out
     assert "lab dlstk-val, 6 nodes (2 leaf, 2 server, 2 spine)" in out
+
+
+def test_a_saved_placement_is_replayed_by_the_file_strategy(tmp_path: Path) -> None:
+    lab = tmp_path / "two.yaml"
+    lab.write_text("name: two\ntopology: {kind: fat-tree, k: 4}\nhosts:\n"
+                   "  - {name: a, kind: ssh, address: 192.0.2.10, capacity: 20}\n"
+                   "  - {name: b, kind: ssh, address: 192.0.2.11, capacity: 20}\n")
+    saved = tmp_path / "placement.json"
+    assert cli.main(["validate", "--save-placement", str(saved), str(lab)]) == 0
+    replay = tmp_path / "replay.yaml"
+    replay.write_text(lab.read_text() + f"placement: {{strategy: file, file: {saved}}}\n")
+    original, replayed = load_lab(lab), load_lab(replay)
+    assert set(original.placement.assignment.values()) == {"a", "b"}
+    assert replayed.placement.strategy == "file"
+    assert replayed.placement.assignment == original.placement.assignment
 
 
 def test_bad_input_is_a_short_message_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
