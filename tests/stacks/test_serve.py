@@ -5,7 +5,6 @@ checked. The server answers on 127.0.0.1 only; the page fetches nothing else."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import urllib.error
 import urllib.request
@@ -20,6 +19,7 @@ from cdk.model import Lab
 from stacks.commands import serve
 from stacks.json_output import document
 from stacks.loading import load
+from tests.ci import skip_unless_ci
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_LAB = REPO / "labs" / "default.yaml"
@@ -136,10 +136,7 @@ class Elements(HTMLParser):
 def need_chromium() -> None:
     """Chromium from Debian (cdk/programs.py, group dev): CI must have it; elsewhere the test skips."""
     if shutil.which("chromium") is None:
-        reason = "chromium is not installed: bash .ci/setup installs it (cdk/programs.py, group dev)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+        skip_unless_ci("chromium is not installed: bash .ci/setup installs it (cdk/programs.py, group dev)")
 
 
 def test_a_person_sees_the_lab(url: str, lab: Lab, tmp_path: Path) -> None:
