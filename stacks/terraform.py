@@ -274,16 +274,15 @@ class Terraform:
     def _argv(self, *args: str) -> list[str]:
         return [*self.binary.argv, *args]
 
+    def _run(self, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        """One terraform command in the working directory, its output captured."""
+        return subprocess.run(self._argv(*args), cwd=self.workdir, env=self.env, capture_output=True,
+                              text=True, timeout=timeout)
+
     def init(self) -> str:
         """`terraform init`: offline (only built-in resources), returns its text output."""
         for _ in range(INIT_TRIES):
-            proc = subprocess.run(
-                self._argv("init", "-input=false", "-no-color"),
-                cwd=self.workdir,
-                env=self.env,
-                capture_output=True,
-                text=True,
-            )
+            proc = self._run("init", "-input=false", "-no-color")
             if proc.returncode == 0 or INIT_RACE not in proc.stderr + proc.stdout:
                 break
         if proc.returncode != 0:
@@ -310,8 +309,7 @@ class Terraform:
 
     def state_pull(self) -> dict[str, Any]:
         """The current state from the backend (a shared one included); {} before the first apply."""
-        proc = subprocess.run(self._argv("state", "pull"), cwd=self.workdir, env=self.env,
-                              capture_output=True, text=True, timeout=300)
+        proc = self._run("state", "pull", timeout=300)
         if proc.returncode != 0:
             raise TerraformError(f"terraform state pull in {self.workdir}: {proc.stderr.strip()[-2000:]}")
         return json.loads(proc.stdout) if proc.stdout.strip() else {}
@@ -319,19 +317,12 @@ class Terraform:
     def taint(self, address: str) -> None:
         """`terraform taint`: the resource is replaced by the next apply, and destroyed (as after a
         failed create) without its destroy-time provisioners."""
-        proc = subprocess.run(self._argv("taint", "-no-color", address), cwd=self.workdir, env=self.env,
-                              capture_output=True, text=True)
+        proc = self._run("taint", "-no-color", address)
         if proc.returncode != 0:
             raise TerraformError(f"terraform taint {address} failed:\n{(proc.stderr or proc.stdout).strip()}")
 
     def validate(self) -> tuple[Diagnostic, ...]:
-        proc = subprocess.run(
-            self._argv("validate", "-json", "-no-color"),
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-        )
+        proc = self._run("validate", "-json", "-no-color")
         data = json.loads(proc.stdout or "{}")
         diags = tuple(
             Diagnostic(d.get("severity", "error"), d.get("summary", ""), d.get("detail", ""))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from modules import lxd_rest as rest
 from stacks.paths import Paths
@@ -19,6 +20,29 @@ from stacks.pool_records import forget
 
 REPO = Path(__file__).resolve().parents[2]
 Distrilab = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def leaf_spine_file(folder: Path, name: str, spines: int, leaves: int, per_leaf: int,
+                    own_pools: bool = True) -> Path:
+    """A leaf-spine lab file on the server and switch images; `own_pools`: pools hashed from the
+    name (bench.labs.free_pools), else none (the lab picks them: cdk/pipeline.py choose_pools)."""
+    from bench.labs import free_pools
+
+    data: dict[str, Any] = {
+        "name": name,
+        "topology": {"kind": "leaf-spine", "spines": spines, "leaves": leaves, "servers_per_leaf": per_leaf},
+        "images": {"server": "server", "switch": "switch"},
+    }
+    if own_pools:
+        data["addressing"] = free_pools(name)
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def report(run: subprocess.CompletedProcess[str]) -> str:
+    """The end of a command's output, for an assertion message."""
+    return run.stdout[-3000:] + run.stderr[-3000:]
 
 
 @pytest.fixture

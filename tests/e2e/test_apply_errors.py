@@ -18,7 +18,7 @@ import yaml
 
 from bench.labs import free_pools
 from stacks.paths import Paths
-from tests.e2e.conftest import lab_leftovers
+from tests.e2e.conftest import lab_leftovers, report
 
 pytestmark = pytest.mark.e2e
 
@@ -63,7 +63,7 @@ class Cli:
 
 
 def _shown(proc: subprocess.CompletedProcess[str]) -> str:
-    return proc.stdout[-3000:] + proc.stderr[-3000:]
+    return report(proc)
 
 
 def _one_clear_error(proc: subprocess.CompletedProcess[str]) -> str:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from bench import deploy
 from bench.labs import free_pools, leaf_spine
@@ -23,7 +22,7 @@ from cdk.stages import STAGES
 from modules import lxd_rest as rest
 from modules.check import run_checks
 from modules.node_shell import NodeShell
-from tests.e2e.conftest import cli_lab, lab_leftovers
+from tests.e2e.conftest import cli_lab, lab_leftovers, leaf_spine_file, report
 from tests.json_schema import valid_document
 
 pytestmark = pytest.mark.e2e
@@ -147,21 +146,15 @@ def _exists(client: Any, name: str) -> bool:
 def test_distrilab_up_check_down(lab_name: str, tmp_path: Path) -> None:
     """The same through the CLI and terraform: `up` (which runs `check`), `check --json`, `up` again
     (no changes), repair of a node deleted by hand (plan shows the drift), `down`."""
-    lab_file = tmp_path / f"{lab_name}.yaml"
-    lab_file.write_text(yaml.safe_dump({
-        "name": lab_name,
-        "topology": {"kind": "leaf-spine", "spines": 1, "leaves": 2, "servers_per_leaf": 1},
-        "addressing": free_pools(lab_name),
-        "images": {"server": "server", "switch": "switch"},
-    }))
+    lab_file = leaf_spine_file(tmp_path, lab_name, 1, 2, 1)
 
     with cli_lab(lab_name, lab_file) as distrilab:
         up = distrilab("up")
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        assert up.returncode == 0, report(up)
         check = distrilab("check", "--json")
-        assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-3000:]
-        report = valid_document(check.stdout, "distrilab-check")
-        assert report["ok"] and {c["name"] for c in report["checks"]} == {"rstp", "ping", "tcp"}
+        assert check.returncode == 0, report(check)
+        checked = valid_document(check.stdout, "distrilab-check")
+        assert checked["ok"] and {c["name"] for c in checked["checks"]} == {"rstp", "ping", "tcp"}
         # a second up changes nothing, and says so
         again = distrilab("up", "--no-check")
         assert again.returncode == 0 and "no changes" in again.stdout, again.stdout[-3000:]
@@ -176,5 +169,5 @@ def test_distrilab_up_check_down(lab_name: str, tmp_path: Path) -> None:
         assert planned["changed"] and ("nodes", "local") in drifted
         assert {stage for stage, _ in drifted} <= {"nodes", "links", "fabric"}, drifted
         repaired = distrilab("up")
-        assert repaired.returncode == 0, repaired.stdout[-3000:] + repaired.stderr[-3000:]
+        assert repaired.returncode == 0, report(repaired)
         assert _exists(client, f"dl-{lab_name}-srv-02-01")  # and `up` ran `check` on it: all green

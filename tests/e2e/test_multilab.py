@@ -6,41 +6,26 @@ from __future__ import annotations
 
 import json
 import secrets
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-import yaml
 
 from stacks.paths import Paths
 from stacks.pool_records import read_records
-from tests.e2e.conftest import REPO, cli_lab, lab_leftovers
+from tests.e2e.conftest import REPO, cli_lab, lab_leftovers, leaf_spine_file, report
 from tests.json_schema import valid_document
 
 pytestmark = pytest.mark.e2e
-
-
-def lab_file(folder: Path, name: str) -> Path:
-    path = folder / f"{name}.yaml"
-    path.write_text(yaml.safe_dump({  # no `addressing`: the lab picks its pools
-        "name": name,
-        "topology": {"kind": "leaf-spine", "spines": 1, "leaves": 2, "servers_per_leaf": 1},
-        "images": {"server": "server", "switch": "switch"},
-    }))
-    return path
-
-
-def report(run: subprocess.CompletedProcess[str]) -> str:
-    return run.stdout[-3000:] + run.stderr[-3000:]
 
 
 def test_two_labs_without_pools_run_side_by_side(tmp_path: Path) -> None:
     token = secrets.token_hex(2)
     names = [f"e2ea{token}", f"e2eb{token}"]
     with ExitStack() as stack:
-        labs = {n: stack.enter_context(cli_lab(n, lab_file(tmp_path, n))) for n in names}
+        files = {n: leaf_spine_file(tmp_path, n, 1, 2, 1, own_pools=False) for n in names}  # no pools
+        labs = {n: stack.enter_context(cli_lab(n, files[n])) for n in names}
         # both at once, as two users would: pools are claimed one lab at a time
         with ThreadPoolExecutor(2) as pool:
             ups = dict(zip(names, pool.map(lambda n: labs[n]("up"), names), strict=True))

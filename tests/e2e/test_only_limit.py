@@ -10,11 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
-from bench.labs import free_pools
 from modules import lxd_rest as rest
-from tests.e2e.conftest import cli_lab
+from tests.e2e.conftest import cli_lab, leaf_spine_file, report
 from tests.json_schema import valid_document
 
 pytestmark = pytest.mark.e2e
@@ -23,23 +21,13 @@ pytestmark = pytest.mark.e2e
 PING_SECONDS = 40
 
 
-def report(run: subprocess.CompletedProcess[str]) -> str:
-    return run.stdout[-3000:] + run.stderr[-3000:]
-
-
 def created(lab: str) -> dict[str, str]:
     """instance -> its creation time (a recreated container gets a new one)."""
     return {name: str(i["created_at"]) for name, i in rest.owned_instances(rest.connect(None), lab).items()}
 
 
 def test_limit_then_the_rest_then_one_leaf_recreated_under_traffic(lab_name: str, tmp_path: Path) -> None:
-    lab_file = tmp_path / f"{lab_name}.yaml"
-    lab_file.write_text(yaml.safe_dump({
-        "name": lab_name,
-        "topology": {"kind": "leaf-spine", "spines": 2, "leaves": 3, "servers_per_leaf": 1},
-        "addressing": free_pools(lab_name),
-        "images": {"server": "server", "switch": "switch"},
-    }))
+    lab_file = leaf_spine_file(tmp_path, lab_name, 2, 3, 1)
     with cli_lab(lab_name, lab_file) as distrilab:
         part = distrilab("up", "--limit", "spine-*,leaf-01,leaf-03,rack=leaf-01,rack=leaf-03")
         assert part.returncode == 0, report(part)  # and its check passed on the part

@@ -18,7 +18,7 @@ import yaml
 from bench.labs import free_pools
 from modules.reach_pairs import sampled_pairs
 from stacks.loading import load
-from tests.e2e.conftest import cli_lab
+from tests.e2e.conftest import cli_lab, report
 
 pytestmark = pytest.mark.e2e
 
@@ -37,12 +37,12 @@ def test_a_250_node_lab_is_checked_by_a_sample_that_covers_it(lab_name: str, tmp
     with cli_lab(lab_name, lab_file) as distrilab:
         started = time.monotonic()
         up = distrilab("up", "--no-check")
-        assert up.returncode == 0, up.stdout[-3000:] + up.stderr[-3000:]
+        assert up.returncode == 0, report(up)
         print(f"up: {time.monotonic() - started:.0f} s")
         check = distrilab("check", "--json")
-        report = json.loads(check.stdout)
-        assert check.returncode == 0 and report["ok"], json.dumps(report)[-3000:]
-        checks = {c["name"]: c for c in report["checks"]}
+        checked = json.loads(check.stdout)
+        assert check.returncode == 0 and checked["ok"], json.dumps(checked)[-3000:]
+        checks = {c["name"]: c for c in checked["checks"]}
         assert set(checks) == {"stp", "ping", "tcp"}
         ping = checks["ping"]["data"]
         assert ping["mode"] == "sampled" and ping["unreachable"] == []

@@ -19,6 +19,7 @@ import pytest
 
 from stacks.paths import REPO_ROOT
 from stacks.terraform import Terraform, find_terraform, terraform_env
+from tests.e2e.conftest import report
 
 pytestmark = pytest.mark.e2e
 
@@ -73,10 +74,6 @@ def lab_file(folder: Path, lab: str, lock_timeout: str) -> Path:
 def distrilab(repo: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-c", CLI, *args], cwd=repo, capture_output=True, text=True,
                           timeout=600, env={**env, "PYTHONPATH": str(repo)})
-
-
-def report(run: subprocess.CompletedProcess[str]) -> str:
-    return run.stdout[-3000:] + run.stderr[-3000:]
 
 
 def test_two_checkouts_share_one_locked_state(postgres: str, tmp_path: Path) -> None:

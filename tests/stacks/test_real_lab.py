@@ -16,6 +16,7 @@ from stacks import cli
 from stacks.paths import REPO_ROOT, Paths
 from stacks.terraform import cdktf_env
 from tests.ci import skip_unless_ci
+from tests.e2e.conftest import report
 from tests.json_schema import valid_document
 
 LAB = "dlstk-live"
@@ -114,7 +115,7 @@ def test_npx_cdktf_deploy_and_distrilab_share_state(
         text=True,
         timeout=600,
     )
-    assert deploy.returncode == 0, deploy.stdout[-3000:] + deploy.stderr[-3000:]
+    assert deploy.returncode == 0, report(deploy)
     assert set(labelled("instance")) >= NODES
     capsys.readouterr()
     assert cli.main(["plan", str(live_lab)]) == 0  # distrilab sees npx's state: nothing to do
