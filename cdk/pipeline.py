@@ -19,15 +19,8 @@ from typing import Any
 
 from cdk.addressing import AddressPools, PoolExhausted, assign, overlaps, pool_capacity_problems
 from cdk.host_routes import HostRoute
-from cdk.lab import (
-    AttrPath,
-    LabSource,
-    LabSpec,
-    Problems,
-    read_lab_file,
-    source_from_dict,
-    validate,
-)
+from cdk.lab import LabSpec, validate
+from cdk.lab_source import AttrPath, LabSource, Problems, read_lab_file, source_from_dict
 from cdk.model import (
     IFNAME_MAX,
     INSTANCE_NAME_MAX,

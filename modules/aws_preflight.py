@@ -36,7 +36,7 @@ from cdk.aws import (
     is_standard_on_demand,
 )
 from cdk.errors import DistrilabError
-from cdk.lab import did_you_mean
+from cdk.lab_source import did_you_mean
 from cdk.model import Lab
 
 log = logging.getLogger(__name__)

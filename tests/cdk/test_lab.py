@@ -8,16 +8,9 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from cdk.errors import LabFileError
-from cdk.lab import (
-    DEFAULT_POOLS,
-    RECIPES_DIR,
-    did_you_mean,
-    format_path,
-    lab_schema,
-    read_lab_file,
-    source_from_dict,
-    validate,
-)
+from cdk.lab import RECIPES_DIR, validate
+from cdk.lab_schema import DEFAULT_POOLS, lab_schema
+from cdk.lab_source import did_you_mean, format_path, read_lab_file, source_from_dict
 from cdk.model import Host, Limits, LxdSettings
 from cdk.topology import GENERATORS
 
