@@ -25,7 +25,19 @@ def load(path: str | Path, check_host_routes: bool = True, claim_pools: bool = F
     from stacks.paths import Paths
 
     lab = load_whole(path, check_host_routes, claim_pools)
+    check_scenario(lab)
     return lab if whole else deployed_part(Paths.for_repo(), lab)
+
+
+def check_scenario(lab: Lab) -> None:
+    """The controller's scenario file, checked with the lab (LabFileError naming the scenario's own
+    lines) rather than when the controller stage starts."""
+    if lab.controller is None:
+        return
+    from cdk.stages.controller import scenario_path, validate_section
+    from modules.loadgen.scenario import load_scenario
+
+    load_scenario(scenario_path(lab, validate_section(lab)))
 
 
 def load_whole(path: str | Path, check_host_routes: bool = True, claim_pools: bool = False) -> Lab:

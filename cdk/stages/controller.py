@@ -112,6 +112,14 @@ def validate_section(lab: Lab) -> dict[str, Any]:
     }
 
 
+def scenario_path(lab: Lab, section: Mapping[str, Any]) -> Path:
+    """The scenario file: a relative path is relative to the lab file."""
+    scenario = Path(section["scenario"]).expanduser()
+    if not scenario.is_absolute() and not lab.source.startswith("<"):
+        scenario = Path(lab.source).resolve().parent / scenario
+    return scenario
+
+
 def required_recipes(lab: Lab, host: Host) -> set[str]:
     """The controller container's image on the control-plane host (for the images stage)."""
     if lab.controller is None:
@@ -136,9 +144,7 @@ def build(lab: Lab, host: Host) -> dict[str, Any] | None:
         svc = deployment.service(service)
         return f"http://{addresses[service].split('/')[0]}:{svc.port}"
 
-    scenario = Path(section["scenario"]).expanduser()
-    if not scenario.is_absolute() and not lab.source.startswith("<"):
-        scenario = Path(lab.source).resolve().parent / scenario
+    scenario = scenario_path(lab, section)
     cpu, memory = section["resources"]["cpu"], section["resources"]["memory"]
     return {
         **common(lab, host),

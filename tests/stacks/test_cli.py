@@ -51,6 +51,18 @@ def test_a_saved_placement_is_replayed_by_the_file_strategy(tmp_path: Path) -> N
     assert replayed.placement.assignment == original.placement.assignment
 
 
+def test_validate_checks_the_controllers_scenario_file(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "scenarios").mkdir()
+    scenario = (REPO_ROOT / "labs" / "scenarios" / "small.yaml").read_text()
+    (tmp_path / "scenarios" / "small.yaml").write_text(scenario.replace("rate: 100", "rate: -5"))
+    lab = tmp_path / "alcor.yaml"
+    lab.write_text((REPO_ROOT / "labs" / "alcor-small.yaml").read_text())
+    assert cli.main(["validate", str(lab)]) == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path / "scenarios" / "small.yaml") in err and "rate" in err
+
+
 def test_bad_input_is_a_short_message_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["validate", str(tmp_path / "missing.yaml")]) == 2
     err = capsys.readouterr().err
