@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -139,10 +138,6 @@ class HealthTimeout(RuntimeError):
 class AlcorReconciler(Reconciler[Spec, dict[str, Any]]):
     name = OWNER
 
-    def __init__(self) -> None:
-        self._failed: set[str] = set()  # services whose start failed in this run
-        self._lock = threading.Lock()
-
     def load_spec(self, data: dict[str, Any]) -> Spec:
         return load(data)
 
@@ -156,11 +151,6 @@ class AlcorReconciler(Reconciler[Spec, dict[str, Any]]):
 
     def max_workers(self, spec: Spec) -> int:
         return max(1, min(super().max_workers(spec), spec.max_parallel))
-
-    def execute(self, client: Any, spec: Spec, actions: Any, progress: Any = None) -> list[tuple[str, str]]:
-        with self._lock:
-            self._failed = set()  # per run: a later apply retries everything
-        return super().execute(client, spec, actions, progress)
 
     # -------------------------------------------------------------- observe (reads only)
 
@@ -265,36 +255,15 @@ class AlcorReconciler(Reconciler[Spec, dict[str, Any]]):
         elif verb == "delete":
             rest.delete_instance(client, target, data["running"])
         elif verb in ("create", "recreate", "start", "restart"):
-            svc = spec.service(data["service"])
-            self._skip_if_dependency_failed(spec, svc)
-            try:
-                self._run_service(client, spec, svc, verb, data)
-            except Exception:
-                with self._lock:
-                    self._failed.add(svc.name)
-                raise
+            self._run_service(client, spec, spec.service(data["service"]), verb, data)
         elif verb == "create-segment-table":
-            self._skip_if_failed("vpc")
             _create_segment_table(client, spec, data)
         elif verb == "configure-aca":
             _configure_aca(client, spec, data)
         elif verb in ("register-node", "update-node", "deregister-node"):
-            self._skip_if_failed("node")
             call_node_manager(spec, verb, data)
         else:
             raise ValueError(f"unknown action verb {verb!r}")
-
-    def _skip_if_dependency_failed(self, spec: Spec, svc: ServiceSpec) -> None:
-        with self._lock:
-            failed = sorted(set(svc.depends_on) & self._failed)
-            if failed:
-                self._failed.add(svc.name)  # its own dependents wait for it: skip them too
-                raise RuntimeError(f"not started: dependency {', '.join(failed)} failed")
-
-    def _skip_if_failed(self, service: str) -> None:
-        with self._lock:
-            if service in self._failed:
-                raise RuntimeError(f"skipped: service {service} failed")
 
     def _run_service(
         self, client: Any, spec: Spec, svc: ServiceSpec, verb: str, data: dict[str, Any]
@@ -335,6 +304,20 @@ def _check_inputs(spec: Spec, images: dict[str, str | None], jars: dict[str, dic
 
 
 def _plan_service(
+    spec: Spec,
+    svc: ServiceSpec,
+    have: dict[str, Any] | None,
+    images: dict[str, str | None],
+    jars: dict[str, dict[str, str] | str],
+    health: str | None,
+) -> Action | None:
+    action = _service_action(spec, svc, have, images, jars, health)
+    # a service whose dependency failed to start is not started: skipped, naming it
+    needs = tuple(spec.service(d).instance for d in svc.depends_on)
+    return dataclasses.replace(action, after=needs) if action else None
+
+
+def _service_action(
     spec: Spec,
     svc: ServiceSpec,
     have: dict[str, Any] | None,
@@ -387,6 +370,7 @@ def _plan_post_deploy(
                     "default segment table missing",
                     PHASE_POST,
                     {"url": spec.segment_table_url},
+                    after=(vpc.instance,),  # not when the VPC manager failed to start
                 )
             )
     aca: dict[str, dict[str, Any]] = observed.get("aca", {})
@@ -413,13 +397,16 @@ def _plan_post_deploy(
         body = host_info(node, (aca.get(node.name) or {}).get("mac"))
         data = {"node": node.name, "host_info": body, "url": spec.node_manager_url}
         have = by_id.get(node.node_id)
+        manager = (_node_instance(spec),)  # not when the node manager failed to start
         if have is None:
-            actions.append(Action("register-node", node.name, "not registered", PHASE_REGISTER, data))
+            actions.append(Action("register-node", node.name, "not registered", PHASE_REGISTER, data,
+                                  after=manager))
             continue
         drift = sorted(k for k, v in body.items() if k in have and str(have.get(k)) != str(v))
         if drift:
             actions.append(
-                Action("update-node", node.name, "drift: " + ", ".join(drift), PHASE_REGISTER, data)
+                Action("update-node", node.name, "drift: " + ", ".join(drift), PHASE_REGISTER, data,
+                       after=manager)
             )
     from cdk.stages.alcor import node_id  # the id scheme: a registration is ours when its id matches
 

@@ -25,7 +25,7 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,7 +35,7 @@ from cdk.names import alias_prefix, group_of, parse_interfaces
 from modules import lxd_rest as rest
 from modules.host_shell import LocalShell, Shell, is_local, shell_for
 from modules.node_shell import container_init_pids
-from modules.reconcile import Action, ProgressCallback, Reconciler, workers_fields
+from modules.reconcile import Action, Reconciler, workers_fields
 
 OWNER = "links"
 PHASE_DELETE, PHASE_BRIDGE, PHASE_VXLAN, PHASE_END = 0, 1, 2, 3
@@ -156,29 +156,23 @@ class LinksReconciler(Reconciler[Spec, dict[str, Any]]):
 
     # -------------------------------------------------------------- execute (one ip -batch per phase)
 
-    def execute(
-        self, client: Any, spec: Spec, actions: Sequence[Action], progress: ProgressCallback | None = None
-    ) -> list[tuple[str, str]]:
-        failures: list[tuple[str, str]] = []
-        total, done = len(actions), 0
-        for phase in sorted({a.phase for a in actions}):
-            batch = [a for a in actions if a.phase == phase]
-            errors: dict[Action, str] = {}
-            if phase == PHASE_END:
-                batch, errors = self._with_pids(client, spec, batch)
-            errors.update(run_ip_batch(batch, spec.shell))
-            errors.update(checksums_off([a for a in batch if a not in errors], spec.shell))
-            for action in [*batch, *[a for a in errors if a not in batch]]:
-                done += 1
-                err = errors.get(action)
-                if err:
-                    failures.append((str(action), err))
-                    print(f"[{self.name}] FAILED {action}: {err} ({done}/{total})", flush=True)
-                else:
-                    print(f"[{self.name}] {action} ({done}/{total})", flush=True)
-                if progress:
-                    progress(action, done, total, RuntimeError(err) if err else None)
-        return failures
+    def execute_batch(
+        self,
+        client: Any,
+        spec: Spec,
+        batch: Sequence[Action],
+        report: Callable[[Action, str | None], None],
+        workers: int | None = None,
+    ) -> None:
+        """A whole phase in one `ip -batch` (thousands of links in a few processes), then the
+        checksum settings of what it made."""
+        errors: dict[Action, str] = {}
+        if batch[0].phase == PHASE_END:
+            batch, errors = self._with_pids(client, spec, list(batch))
+        errors.update(run_ip_batch(batch, spec.shell))
+        errors.update(checksums_off([a for a in batch if a not in errors], spec.shell))
+        for action in [*batch, *(a for a in errors if a not in batch)]:
+            report(action, errors.get(action))
 
     def execute_action(self, client: Any, spec: Spec, action: Action) -> None:
         errors = run_ip_batch([action], spec.shell)

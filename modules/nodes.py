@@ -22,7 +22,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -194,8 +194,12 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
             if name not in wanted:
                 actions.append(Action("delete", name, "no longer in the lab", PHASE_DELETE,
                                       {"running": have["status"] != "Stopped"}))
+        setup = {a.target for a in actions if a.phase in (PHASE_NETWORK, PHASE_TEMPLATE)}
         for name, node in sorted(wanted.items()):
-            actions.extend(_plan_node(spec, node, nodes.get(name), images[node.image]))
+            # without its network or its template, a node cannot be made: skip it when they fail
+            needs = tuple(t for t in (spec.network, _template_of(spec, node.image)) if t in setup)
+            actions.extend(dataclasses.replace(a, after=needs)
+                           for a in _plan_node(spec, node, nodes.get(name), images[node.image]))
 
         # a cluster's network is shared by every member: the last member's stage to empty deletes it
         last = not observed.get("elsewhere")
@@ -268,38 +272,35 @@ class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
         else:
             raise ValueError(f"unknown action verb {verb!r}")
 
-    def execute(
-        self, client: Any, spec: Spec, actions: Sequence[Action], progress: ProgressCallback | None = None
-    ) -> list[tuple[str, str]]:
-        """Phase by phase; without a network or a template, creating nodes is pointless: stop there."""
-        setup = [a for a in actions if a.phase <= PHASE_TEMPLATE]
-        failures = super().execute(client, spec, setup, progress) if setup else []
-        rest_of = [a for a in actions if a.phase > PHASE_TEMPLATE]
-        if failures:
-            return failures + [(str(a), "skipped: the network or a template failed") for a in rest_of]
-        failures, rest_of = self.stop_before_deleting(client, spec, rest_of, progress)
-        return failures + (super().execute(client, spec, rest_of, progress) if rest_of else [])
+    def execute_batch(
+        self,
+        client: Any,
+        spec: Spec,
+        batch: Sequence[Action],
+        report: Callable[[Action, str | None], None],
+        workers: int | None = None,
+    ) -> None:
+        """Deletes of running instances: every one force-stopped first, all at once on the wider
+        stop pool (see STOP_WORKERS), then deleted on the stage's own pool."""
+        running = [a for a in batch if a.verb == "delete" and a.data.get("running")]
+        if running:
+            stop_failed: dict[str, str] = {}
 
-    def stop_before_deleting(
-        self, client: Any, spec: Spec, actions: list[Action], progress: ProgressCallback | None = None
-    ) -> tuple[list[tuple[str, str]], list[Action]]:
-        """Force-stop every running instance the actions delete, all at once on the wider stop pool
-        (see STOP_WORKERS); returns the stop failures and the actions left to run: those deletes now
-        of stopped instances, without the ones whose stop failed (they are reported instead)."""
-        running = {a for a in actions if a.verb == "delete" and a.data.get("running")}
-        if not running:
-            return [], actions
-        # one phase: templates that are running too stop with the nodes
-        stops = {Action("stop", a.target, a.reason, PHASE_DELETE): a for a in running}
-        wide = max(self.max_workers(spec), STOP_WORKERS)
-        wide = min(wide, spec.workers_limit) if spec.workers_limit else wide  # the host's own limit holds
-        failures = super().execute(client, spec, sorted(stops, key=str), progress, workers=wide)
-        failed = {text for text, _ in failures}
-        stuck = {delete for stop, delete in stops.items() if str(stop) in failed}
-        failures += [(str(a), "skipped: its stop failed") for a in actions if a in stuck]
-        left = [dataclasses.replace(a, data={**a.data, "running": False}) if a in running else a
-                for a in actions if a not in stuck]
-        return failures, left
+            def stopped(stop: Action, err: str | None) -> None:
+                if err is not None:
+                    stop_failed[stop.target] = err
+
+            wide = max(self.max_workers(spec), STOP_WORKERS)
+            wide = min(wide, spec.workers_limit) if spec.workers_limit else wide  # the host's own limit holds
+            stops = [Action("stop", a.target, a.reason, a.phase) for a in running]
+            super().execute_batch(client, spec, stops, stopped, wide)
+            for action in running:
+                if action.target in stop_failed:
+                    report(action, f"its stop failed: {stop_failed[action.target]}")
+            batch = [dataclasses.replace(a, data={**a.data, "running": False}) if a in running else a
+                     for a in batch if a.target not in stop_failed]
+        if batch:
+            super().execute_batch(client, spec, batch, report, workers)
 
     def converge(self, spec: Spec, dry_run: bool = False, progress: ProgressCallback | None = None) -> int:
         count = super().converge(spec, dry_run, progress)

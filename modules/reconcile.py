@@ -63,6 +63,9 @@ class Action:
     reason: str
     phase: int = 0
     data: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    #: targets of actions in earlier phases this one needs: when one of them fails, this action
+    #: is skipped (and so are the actions that need it)
+    after: tuple[str, ...] = field(default=(), compare=False)
 
     def __str__(self) -> str:
         return f"{self.verb} {self.target} ({self.reason})"
@@ -118,28 +121,53 @@ class Reconciler(Generic[SpecT, ObservedT]):
         progress: ProgressCallback | None = None,
         workers: int | None = None,
     ) -> list[tuple[str, str]]:
-        """Run actions phase by phase with a bounded pool (`workers`, else the stage's own:
-        max_workers); collect every failure, cancel nothing."""
+        """Run actions phase by phase, each phase as one batch (`execute_batch`); an action whose
+        `after` names a failed target is skipped, not run. Collects every failure, cancels nothing."""
         failures: list[tuple[str, str]] = []
-        total = len(actions)
-        done = 0
+        failed: set[str] = set()
+        total, done = len(actions), 0
+
+        def report(action: Action, err: str | None) -> None:  # as each action ends: live progress
+            nonlocal done
+            done += 1
+            if err is not None:
+                failed.add(action.target)
+                failures.append((str(action), err))
+                print(f"[{self.name}] FAILED {action}: {err} ({done}/{total})", flush=True)
+            else:
+                print(f"[{self.name}] {action} ({done}/{total})", flush=True)
+            if progress:
+                progress(action, done, total, RuntimeError(err) if err is not None else None)
+
         for phase in sorted({a.phase for a in actions}):
-            batch = [a for a in actions if a.phase == phase]
-            size = max(1, min(workers or self.max_workers(spec), len(batch)))
-            with ThreadPoolExecutor(max_workers=size) as pool:
-                futures = {pool.submit(self.execute_action, client, spec, a): a for a in batch}
-                for fut in as_completed(futures):
-                    action = futures[fut]
-                    done += 1
-                    err = fut.exception()
-                    if err is not None:
-                        failures.append((str(action), _describe(err)))
-                        print(f"[{self.name}] FAILED {action}: {_describe(err)} ({done}/{total})", flush=True)
-                    else:
-                        print(f"[{self.name}] {action} ({done}/{total})", flush=True)
-                    if progress:
-                        progress(action, done, total, err)
+            runnable = []
+            for action in (a for a in actions if a.phase == phase):
+                blocked = sorted(set(action.after) & failed)
+                if blocked:
+                    report(action, f"skipped: needs {', '.join(blocked)}, which failed")
+                else:
+                    runnable.append(action)
+            if runnable:
+                self.execute_batch(client, spec, runnable, report, workers)
         return failures
+
+    def execute_batch(
+        self,
+        client: Any,
+        spec: SpecT,
+        batch: Sequence[Action],
+        report: Callable[[Action, str | None], None],
+        workers: int | None = None,
+    ) -> None:
+        """One phase's actions on a bounded pool (`workers`, else max_workers), each reported as
+        it ends (its error, or None). A stage that does a whole phase in one step (links: one
+        `ip -batch`) overrides this."""
+        size = max(1, min(workers or self.max_workers(spec), len(batch)))
+        with ThreadPoolExecutor(max_workers=size) as pool:
+            futures = {pool.submit(self.execute_action, client, spec, a): a for a in batch}
+            for fut in as_completed(futures):
+                err = fut.exception()
+                report(futures[fut], None if err is None else _describe(err))
 
     def converge(self, spec: SpecT, dry_run: bool = False, progress: ProgressCallback | None = None) -> int:
         """observe -> plan -> execute; returns the number of actions (raises ReconcileError)."""

@@ -291,7 +291,7 @@ def test_unhealthy_service_fails_clearly_and_reapply_recovers(deployed: dict[str
     assert f"service {BROKEN} not healthy after 8s" in text
     assert "told to stay unhealthy" in text  # the stand-in's own log line, from the log tail
     assert f"recreate dl-{lab.name}-alcor-api-gateway" in text
-    assert "not started: dependency quota failed" in text
+    assert f"skipped: needs dl-{lab.name}-alcor-{BROKEN}, which failed" in text  # its dependant waits
     spec = alcor_spec.load(alcor_stage.build(lab, lab.hosts[0]) or {})
     unhealthy = [s.name for s in spec.services if alcor_http.probe(s) is not None]
     assert unhealthy == [BROKEN]  # the rest of the control plane kept running
