@@ -240,7 +240,9 @@ class AlcorReconciler(Reconciler[Spec, dict[str, Any]]):
         for svc in spec.services:
             action = _plan_service(spec, svc, services.get(svc.instance), images, jars, health.get(svc.name))
             if action:
-                actions.append(action)
+                # a service whose dependency failed to start is not started: skipped, naming it
+                needs = tuple(spec.service(d).instance for d in svc.depends_on)
+                actions.append(dataclasses.replace(action, after=needs))
                 fresh.add(svc.name)  # new or restarted: what it held in memory may be gone
 
         actions += _plan_post_deploy(spec, observed, services, fresh)
@@ -304,20 +306,6 @@ def _check_inputs(spec: Spec, images: dict[str, str | None], jars: dict[str, dic
 
 
 def _plan_service(
-    spec: Spec,
-    svc: ServiceSpec,
-    have: dict[str, Any] | None,
-    images: dict[str, str | None],
-    jars: dict[str, dict[str, str] | str],
-    health: str | None,
-) -> Action | None:
-    action = _service_action(spec, svc, have, images, jars, health)
-    # a service whose dependency failed to start is not started: skipped, naming it
-    needs = tuple(spec.service(d).instance for d in svc.depends_on)
-    return dataclasses.replace(action, after=needs) if action else None
-
-
-def _service_action(
     spec: Spec,
     svc: ServiceSpec,
     have: dict[str, Any] | None,
