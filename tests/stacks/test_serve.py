@@ -150,3 +150,22 @@ def test_a_person_sees_the_lab(url: str, lab: Lab, tmp_path: Path) -> None:
     assert len(page.with_class("link")) == len(lab.topology.links)
     picture = serve.screenshot(url, tmp_path / "serve.png")
     assert picture.read_bytes().startswith(PNG) and picture.stat().st_size > 10_000
+
+
+def test_the_page_follows_the_lab_as_it_changes(view: serve.LabView, lab: Lab) -> None:
+    """As during `up`: the first answer has a node stopped, every later one has it running; the
+    page, polling every 2 s, shows the change without a reload (5 s of page time: three polls)."""
+    need_chromium()
+    answers: list[int] = []
+
+    def coming_up(lab: Lab) -> dict[str, tuple[str, str]]:
+        answers.append(1)
+        states = fake_states(lab)
+        return states if len(answers) == 1 else {name: ("Running", "") for name in states}
+
+    moving = serve.LabView(view.lab, view.check_file, view.reports_dir, states=coming_up)
+    with serve.running(moving) as server:
+        page = Elements(serve.rendered_dom(server.url))
+    assert len(answers) >= 2  # the page asked again
+    nodes = page.with_class("node")
+    assert len(nodes) == len(lab.topology.nodes) and not [n for n in nodes if "down" in n["class"].split()]
