@@ -45,6 +45,7 @@ class LabSource:
     data: Any
     directory: Path  # relative paths in the lab (the placement file) are resolved from here
     lines: Mapping[AttrPath, int] = field(default_factory=dict)
+    top: str = "(lab)"  # how a problem of the whole document names where it is
 
     def line(self, path: AttrPath) -> int | None:
         """The line of `path`, or of its nearest ancestor that has one (a missing key's parent)."""
@@ -54,7 +55,7 @@ class LabSource:
         return None
 
     def problem(self, path: AttrPath, message: str, value: object = None, hint: str | None = None) -> Problem:
-        return Problem(self.file, format_path(path) or "(lab)", message, value, self.line(path), hint)
+        return Problem(self.file, format_path(path) or self.top, message, value, self.line(path), hint)
 
 
 class Problems:
@@ -77,21 +78,39 @@ class Problems:
             raise LabFileError(list(unique.values()))
 
 
+@dataclass(frozen=True)
+class DocumentKind:
+    """How errors name one kind of YAML input file (lab files, image recipes, ...)."""
+
+    name: str  # "lab file"
+    holds: str  # what its top-level mapping holds: "lab settings"
+    where: str  # where examples are: "example labs are in labs/"
+    example: str  # a file to start from: "labs/default.yaml"
+    top: str = "(lab)"  # what a problem of the whole document is located at
+
+
+LAB_FILE = DocumentKind("lab file", "lab settings", "example labs are in labs/", "labs/default.yaml")
+
+
 def read_lab_file(path: str | Path) -> LabSource:
     """The load stage: the file must exist and be one YAML mapping without duplicate keys."""
+    return read_yaml_source(path, LAB_FILE)
+
+
+def read_yaml_source(path: str | Path, kind: DocumentKind) -> LabSource:
+    """One YAML mapping and the line of every key; LabFileError naming the line otherwise."""
     file = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise LabFileError(
-            [Problem(file, "(file)", "lab file not found", hint="check the path; example labs are in labs/")]
-        ) from None
+        raise LabFileError([Problem(file, "(file)", f"{kind.name} not found",
+                                    hint=f"check the path; {kind.where}")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise LabFileError([Problem(file, "(file)", f"cannot read the lab file: {exc}")]) from None
+        raise LabFileError([Problem(file, "(file)", f"cannot read the {kind.name}: {exc}")]) from None
     if too_deep := _first_line_too_deep(text):
         raise LabFileError([Problem(
             file, "(yaml)", f"nested more than {MAX_DEPTH} levels deep", line=too_deep,
-            hint="a lab file needs a few levels: check brackets and indentation",
+            hint=f"a {kind.name} needs a few levels: check brackets and indentation",
         )])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -105,7 +124,8 @@ def read_lab_file(path: str | Path) -> LabSource:
         )]) from None
     except RecursionError:  # nested deeper than the parser can follow, in block style
         raise LabFileError([Problem(file, "(yaml)", "nested too deeply to read",
-                                    hint="a lab file needs a few levels: check the indentation")]) from None
+                                    hint=f"a {kind.name} needs a few levels: check the indentation")]
+                           ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         message = f"invalid YAML: {exc.problem}" + (f" ({exc.context})" if exc.context else "")
@@ -114,14 +134,14 @@ def read_lab_file(path: str | Path) -> LabSource:
             [Problem(file, "(yaml)", message, line=line, hint="check indentation, colons and quotes")]
         ) from None
     lines: dict[AttrPath, int] = {}
-    source = LabSource(file, data, Path(path).parent, lines)
+    source = LabSource(file, data, Path(path).parent, lines, kind.top)
     problems = Problems(source)
     if node is not None:
         _index_lines(node, (), lines, problems)
     if data is None:
-        problems.add((), "the lab file is empty", hint="start from labs/default.yaml")
+        problems.add((), f"the {kind.name} is empty", hint=f"start from {kind.example}")
     elif not isinstance(data, dict):
-        problems.add((), "must be a mapping of lab settings", type(data).__name__)
+        problems.add((), f"must be a mapping of {kind.holds}", type(data).__name__)
     problems.raise_if_any()
     return source
 

@@ -32,9 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from cdk.errors import ImageBuildError
+from cdk.errors import ImageBuildError, LabFileError
+from cdk.lab_source import DocumentKind, LabSource, Problems, read_yaml_source
 
 #: the recipes shipped with distrilab
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
@@ -164,60 +163,62 @@ class Chain:
 # ---------------------------------------------------------------- loading
 
 
-def _fail(path: Path, where: str, message: str, value: object = None, hint: str | None = None) -> None:
-    got = "" if value is None else f" (got {value!r})"
-    raise ImageBuildError(f"{path}: {where}: {message}{got}", hint=hint)
+#: how errors name a recipe file (cdk/lab_source.py reads it as it reads a lab file)
+RECIPE_FILE = DocumentKind("image recipe", "recipe fields", "the shipped recipes are in images/recipes/",
+                           "images/recipes/server.yaml", "(recipe)")
 
 
-def _str_map(path: Path, key: str, value: object) -> dict[str, str]:
+def _str_map(problems: Problems, key: str, value: object) -> dict[str, str]:
     if value is None:
         return {}
     if not isinstance(value, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
-        _fail(path, key, "must be a mapping of strings to strings", value)
-    return dict(value)  # type: ignore[arg-type]
+        problems.add((key,), "must be a mapping of strings to strings", value)
+        return {}
+    return dict(value)
 
 
-def parse_recipe(path: Path, data: object) -> Recipe:
-    """Validate one recipe document; every error names the file, the field and the bad value."""
-    if not isinstance(data, dict):
-        _fail(path, "<document>", "must be a mapping of recipe fields", type(data).__name__)
-    assert isinstance(data, dict)
-    unknown = sorted(set(data) - set(ALLOWED_FIELDS))
-    if unknown:
-        _fail(path, unknown[0], "unknown field", hint=f"allowed fields: {', '.join(ALLOWED_FIELDS)}")
+def parse_recipe(source: LabSource) -> Recipe:
+    """Validate one recipe document: every problem at once, each naming the file, its line, the
+    field and the bad value (LabFileError)."""
+    path, data = Path(source.file), source.data
+    problems = Problems(source)
+    for key in sorted(set(data) - set(ALLOWED_FIELDS)):
+        problems.add((key,), "unknown field", hint=f"allowed fields: {', '.join(ALLOWED_FIELDS)}")
     name = data.get("name")
     if not isinstance(name, str) or not NAME_RE.match(name):
-        _fail(path, "name", "must match [a-z][a-z0-9-]*", name)
-    if name != path.stem:
-        _fail(path, "name", f"must equal the file name '{path.stem}'", name)
+        problems.add(("name",), "must match [a-z][a-z0-9-]*", name)
+    elif name != path.stem:
+        problems.add(("name",), f"must equal the file name '{path.stem}'", name)
     extends = data.get("extends")
     if extends is not None and (not isinstance(extends, str) or not NAME_RE.match(extends)):
-        _fail(path, "extends", "must be a recipe name", extends)
+        problems.add(("extends",), "must be a recipe name", extends)
     for key in ROOT_ONLY_FIELDS:
         if extends is not None and data.get(key) is not None:
-            _fail(path, key, f"only a root recipe sets '{key}'; it is inherited from '{extends}'", data[key])
-        if data.get(key) is not None and not isinstance(data[key], str):
-            _fail(path, key, "must be a string", data[key])
+            problems.add((key,), f"only a root recipe sets '{key}'; it is inherited from '{extends}'",
+                         data[key])
+        elif data.get(key) is not None and not isinstance(data[key], str):
+            problems.add((key,), "must be a string", data[key])
     packages = data.get("packages") or []
     if not isinstance(packages, list) or not all(isinstance(p, str) and p for p in packages):
-        _fail(path, "packages", "must be a list of Debian package names", packages)
-    files = _str_map(path, "files", data.get("files"))
-    for dest, source in files.items():
+        problems.add(("packages",), "must be a list of Debian package names", packages)
+    files = _str_map(problems, "files", data.get("files"))
+    for dest, file in files.items():
         if not dest.startswith("/"):
-            _fail(path, f"files[{dest!r}]", "destination must be an absolute path in the image", dest)
-        if not (path.parent / source).is_file():
-            _fail(path, f"files[{dest!r}]", f"source file not found in {path.parent}", source)
-    steps = _parse_steps(path, data.get("steps"))
-    services = _str_map(path, "services", data.get("services"))
+            problems.add(("files", dest), "destination must be an absolute path in the image", dest)
+        if not (path.parent / file).is_file():
+            problems.add(("files", dest), f"source file not found in {path.parent}", file)
+    steps = _parse_steps(problems, data.get("steps"))
+    services = _str_map(problems, "services", data.get("services"))
     for svc in services:
         if not NAME_RE.match(svc):
-            _fail(path, f"services[{svc!r}]", "service names must match [a-z][a-z0-9-]*", svc)
+            problems.add(("services", svc), "service names must match [a-z][a-z0-9-]*", svc)
     start = data.get("start")
     if start is not None and not isinstance(start, str):
-        _fail(path, "start", "must be a shell command (string)", start)
-    properties = _str_map(path, "properties", data.get("properties"))
+        problems.add(("start",), "must be a shell command (string)", start)
+    properties = _str_map(problems, "properties", data.get("properties"))
+    problems.raise_if_any()
     return Recipe(
         name=name,  # type: ignore[arg-type]
         path=path.resolve(),
@@ -233,31 +234,32 @@ def parse_recipe(path: Path, data: object) -> Recipe:
     )
 
 
-def _parse_steps(path: Path, value: object) -> tuple[Step, ...]:
+def _parse_steps(problems: Problems, value: object) -> tuple[Step, ...]:
     if value is None:
         return ()
     if not isinstance(value, list):
-        _fail(path, "steps", "must be a list of {name, run, needs?}", value)
+        problems.add(("steps",), "must be a list of {name, run, needs?}", value)
+        return ()
     steps: list[Step] = []
-    assert isinstance(value, list)
     for i, item in enumerate(value):
-        where = f"steps[{i}]"
         if not isinstance(item, dict):
-            _fail(path, where, "must be a mapping with 'name' and 'run'", item)
-        unknown = sorted(set(item) - set(STEP_FIELDS))
-        if unknown:
-            _fail(path, f"{where}.{unknown[0]}", "unknown field", hint=f"allowed: {', '.join(STEP_FIELDS)}")
+            problems.add(("steps", i), "must be a mapping with 'name' and 'run'", item)
+            continue
+        for key in sorted(set(item) - set(STEP_FIELDS)):
+            problems.add(("steps", i, key), "unknown field", hint=f"allowed: {', '.join(STEP_FIELDS)}")
+        valid = True
         for key in ("name", "run"):
             if not isinstance(item.get(key), str) or not item[key].strip():
-                _fail(path, f"{where}.{key}", "must be a non-empty string", item.get(key))
+                problems.add(("steps", i, key), "must be a non-empty string", item.get(key))
+                valid = False
         needs = item.get("needs")
         if needs is not None and (not isinstance(needs, str) or not re.match(r"^[a-z][a-z0-9_]*$", needs)):
-            _fail(path, f"{where}.needs", "must be an input name like 'aca_source'", needs)
-        steps.append(Step(item["name"], item["run"], needs))
+            problems.add(("steps", i, "needs"), "must be an input name like 'aca_source'", needs)
+        if valid:
+            steps.append(Step(item["name"], item["run"], needs))
     names = [s.name for s in steps]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        _fail(path, "steps", "step names must be unique", dup[0])
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        problems.add(("steps",), "step names must be unique", dup)
     return tuple(steps)
 
 
@@ -279,10 +281,9 @@ class RecipeBook:
             path = d / f"{name}.yaml"
             if path.is_file():
                 try:
-                    data = yaml.safe_load(path.read_text())
-                except yaml.YAMLError as err:
-                    raise ImageBuildError(f"{path}: not valid YAML: {err}") from err
-                recipe = parse_recipe(path, data)
+                    recipe = parse_recipe(read_yaml_source(path, RECIPE_FILE))
+                except LabFileError as err:  # an image build error, located like a lab file's
+                    raise ImageBuildError(str(err)) from err
                 self._cache[name] = recipe
                 return recipe
         raise ImageBuildError(

@@ -41,17 +41,17 @@ def hashes(d: Path, name: str, inputs: dict[str, Path] | None = None, **kw: obje
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("name: bad\npakages: [x]\n", "bad.yaml: pakages: unknown field"),
-        ("name: other\n", "bad.yaml: name: must equal the file name 'bad' (got 'other')"),
-        ("name: bad\npackages: procps\n", "bad.yaml: packages: must be a list of Debian package names"),
+        ("name: bad\npakages: [x]\n", "bad.yaml:2: pakages: unknown field"),
+        ("name: other\n", "bad.yaml:1: name: must equal the file name 'bad' (got 'other')"),
+        ("name: bad\npackages: procps\n", "bad.yaml:2: packages: must be a list of Debian package names"),
         ("name: bad\nfiles: {etc/x: files/x}\n", "destination must be an absolute path"),
         ("name: bad\nfiles: {/etc/x: nothere}\n", "source file not found"),
-        ("name: bad\nsteps: [{name: a}]\n", "bad.yaml: steps[0].run: must be a non-empty string"),
+        ("name: bad\nsteps: [{name: a}]\n", "bad.yaml:2: steps[0].run: must be a non-empty string"),
         ("name: bad\nsteps: [{name: a, run: x, neds: y}]\n", "steps[0].neds: unknown field"),
         ("name: bad\nsteps: [{name: a, run: x}, {name: a, run: y}]\n", "step names must be unique (got 'a')"),
-        ("name: bad\nextends: base\nsuite: trixie\n", "bad.yaml: suite: only a root recipe sets 'suite'"),
+        ("name: bad\nextends: base\nsuite: trixie\n", "bad.yaml:3: suite: only a root recipe sets 'suite'"),
         ("name: bad\nservices: {Bad_Name: x}\n", "service names must match"),
-        ("- just\n- a list\n", "bad.yaml: <document>: must be a mapping"),
+        ("- just\n- a list\n", "bad.yaml: (recipe): must be a mapping of recipe fields"),
     ],
 )
 def test_bad_recipe_is_located(book_dir: Path, text: str, expected: str) -> None:
@@ -59,6 +59,16 @@ def test_bad_recipe_is_located(book_dir: Path, text: str, expected: str) -> None
     with pytest.raises(ImageBuildError, match=None) as err:
         RecipeBook([book_dir]).chain("bad")
     assert expected in str(err.value)
+
+
+def test_every_problem_of_a_recipe_is_reported_at_once_with_its_line(book_dir: Path) -> None:
+    write(book_dir, "bad", "name: bad\npackages: procps\nsteps:\n  - {name: a}\n"
+                           "  - {name: b, run: x, neds: y}\nservices: {Bad_Name: x}\n")
+    with pytest.raises(ImageBuildError) as err:
+        RecipeBook([book_dir]).chain("bad")
+    lines = [line.split(": ", 2)[:2] for line in str(err.value).splitlines() if not line.startswith("  hint")]
+    assert [(where.rsplit(":", 1)[1], field) for where, field in lines] == [
+        ("2", "packages"), ("4", "steps[0].run"), ("5", "steps[1].neds"), ("6", "services.Bad_Name")]
 
 
 def test_unknown_parent_names_the_child_file(book_dir: Path) -> None:
