@@ -6,7 +6,9 @@ Reads the lab file only; cdk/lab.py validates what it holds.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +34,22 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A hint naming the closest valid choice, if one is close enough."""
     close = difflib.get_close_matches(str(word), sorted(choices), n=1, cutoff=0.6)
     return f"did you mean '{close[0]}'?" if close else None
+
+
+def parse_path(text: str) -> AttrPath:
+    """`topology.nodes[2].name` -> ("topology", "nodes", 2, "name")."""
+    path: list[str | int] = []
+    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", text):
+        path.append(int(index) if index else name)
+    return tuple(path)
+
+
+def locate(problem: Problem, source: LabSource | None) -> Problem:
+    """A problem of `source`'s file found without its line (a check that sees plain data): the
+    line of its field, or of the nearest key above it that the file spells."""
+    if source is None or problem.line is not None or problem.file != source.file:
+        return problem
+    return dataclasses.replace(problem, line=source.line(parse_path(problem.field)))
 
 
 # ---------------------------------------------------------------- load stage

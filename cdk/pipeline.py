@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from cdk.addressing import AddressPools, PoolExhausted, assign, overlaps, pool_capacity_problems
+from cdk.errors import LabFileError, Problem
 from cdk.host_routes import HostRoute
 from cdk.lab import LabSpec, validate
-from cdk.lab_source import AttrPath, LabSource, Problems, read_lab_file, source_from_dict
+from cdk.lab_source import AttrPath, LabSource, Problems, locate, parse_path, read_lab_file, source_from_dict
 from cdk.model import (
     IFNAME_MAX,
     INSTANCE_NAME_MAX,
@@ -110,26 +111,30 @@ def run_pipeline(
         fabric=spec.fabric,
         state=spec.state,
     )
-    check_services(lab)  # the alcor deployment file and the controller scenario, before anything runs
+    check_services(lab, source)  # the alcor and controller sections, before anything runs
     return lab
 
 
-def check_services(lab: Lab) -> None:
-    """Validate the `alcor` and `controller` sections now, not when their stage specs are built."""
+def check_services(lab: Lab, source: LabSource | None = None) -> None:
+    """Validate the `alcor` and `controller` sections now, not when their stage specs are built:
+    every problem of both at once, each at the line of the lab file it comes from (`source`; for
+    an Alcor setting the lab leaves to the default, the line of its nearest key in the lab)."""
     from cdk.alcor import resolve_section  # imported here: only labs with these sections need them
     from cdk.stages.controller import validate_section
 
-    resolve_section(lab.alcor, lab.source)
+    found: list[Problem] = []
+    checks = [lambda: resolve_section(lab.alcor, lab.source)]
     if lab.controller is not None:
-        validate_section(lab)
-
-
-def parse_path(text: str) -> AttrPath:
-    """`topology.nodes[2].name` -> ("topology", "nodes", 2, "name")."""
-    path: list[str | int] = []
-    for name, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", text):
-        path.append(int(index) if index else name)
-    return tuple(path)
+        checks.append(lambda: validate_section(lab))
+    for run in checks:
+        try:
+            run()
+        except LabFileError as err:
+            found += err.problems
+    if found:
+        # the controller reads the Alcor deployment too: its problems may come twice
+        located = {str(q): q for q in (locate(p, source) for p in found)}
+        raise LabFileError(sorted(located.values(), key=lambda q: q.line or 0))
 
 
 # ---------------------------------------------------------------- expand

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from cdk.errors import LabFileError, Problem
+from cdk.lab_source import DocumentKind, locate, read_yaml_source
 from modules.loadgen import alcor_api
 
 #: Steps in dependency order; a step's requests wait for their parent object's step.
@@ -516,20 +515,19 @@ def _is_mac(text: str) -> bool:
     return len(parts) == 6 and all(len(p) == 2 and all(c in hexdigits for c in p) for p in parts)
 
 
+#: how errors name a scenario file (read as a lab file is: cdk/lab_source.py)
+SCENARIO_FILE = DocumentKind("scenario file", "scenario fields", "the shipped ones are in labs/scenarios/",
+                             "labs/scenarios/small.yaml", "(top level)")
+
+
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario YAML file."""
-    path = Path(path)
+    """Read and validate a scenario YAML file: every problem at once, each at its line."""
+    source = read_yaml_source(path, SCENARIO_FILE)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise LabFileError([Problem(str(path), "(file)", f"cannot be read: {exc.strerror}")]) from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        raise LabFileError([Problem(str(path), "(yaml)", f"is not valid YAML: {exc}", line=line)]) from None
-    return parse_scenario(data, str(path))
+        return parse_scenario(source.data, source.file)
+    except LabFileError as err:
+        located = [locate(p, source) for p in err.problems]
+        raise LabFileError(sorted(located, key=lambda p: p.line or 0)) from None  # top to bottom
 
 
 def _nodes_doc(nodes: tuple[NodeSpec, ...], ports_per_node: int | None) -> dict[str, Any] | None:

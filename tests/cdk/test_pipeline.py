@@ -11,9 +11,9 @@ from cdk.errors import LabFileError
 from cdk.host_routes import HostRoute, parse_resolvers, parse_routes
 from cdk.lab import validate
 from cdk.lab_schema import DEFAULT_POOLS
-from cdk.lab_source import read_lab_file, source_from_dict
+from cdk.lab_source import parse_path, read_lab_file, source_from_dict
 from cdk.model import INSTANCE_NAME_MAX, Endpoint, Lab, Limits, Link, Node, Topology, to_dict
-from cdk.pipeline import check_names, lab_from_dict, load_lab, parse_path, resolve_limits, run_pipeline
+from cdk.pipeline import check_names, lab_from_dict, load_lab, resolve_limits, run_pipeline
 from stacks.host_facts import read_host_routes
 from tests.cdk.golden import FAKE_HOST_ROUTES, LABS_DIR, read_only
 

@@ -17,19 +17,19 @@ REPO = Path(__file__).resolve().parents[2]
 BAD = {
     "negative_count": (
         "tenants: -1\nports_per_subnet: 5\n",
-        ["bad.yaml: tenants: must be an integer between 1 and 10000 (got -1)"],
+        ["bad.yaml:1: tenants: must be an integer between 1 and 10000 (got -1)"],
     ),
     "unknown_step_and_field": (
         "steps: [create_vpc, create_router]\nrate_limit: 5\n",
         [
-            "bad.yaml: rate_limit: unknown field (expected one of:",
-            "bad.yaml: steps.create_router: unknown step (expected one of: create_segment_table,",
+            "bad.yaml:2: rate_limit: unknown field (expected one of:",
+            "bad.yaml:1: steps.create_router: unknown step (expected one of: create_segment_table,",
         ],
     ),
     "ports_do_not_fit": (
         "vpc_cidr: 10.0.0.0/24\nsubnets_per_vpc: 4\nports_per_subnet: 100\n",
         [
-            "bad.yaml: ports_per_subnet: does not fit a /26 subnet (10.0.0.0/24 split into 4 subnets "
+            "bad.yaml:3: ports_per_subnet: does not fit a /26 subnet (10.0.0.0/24 split into 4 subnets "
             "has room for 61 ports each) (got 100)\n  hint: use a larger vpc_cidr or fewer subnets_per_vpc"
         ],
     ),
@@ -39,38 +39,38 @@ BAD = {
     ),
     "missing_parent_step": (
         "steps: [create_port]\n",
-        ["bad.yaml: steps.create_port: needs step 'create_subnet' to be enabled too"],
+        ["bad.yaml:1: steps.create_port: needs step 'create_subnet' to be enabled too"],
     ),
     "bad_node_entry": (
         "nodes:\n  list:\n    - {name: n1, ip: 10.0.0.300, mac: '02:00:00:00:00:01'}\n"
         "    - {name: n1, ip: 10.0.0.2, mac: zz}\n",
         [
-            "bad.yaml: nodes.list[0].ip: must be an IPv4 address (Alcor's node manager rejects anything "
+            "bad.yaml:3: nodes.list[0].ip: must be an IPv4 address (Alcor's node manager rejects anything "
             "else) (got '10.0.0.300')",
-            "bad.yaml: nodes.list[1].name: duplicates an earlier node name",
-            "bad.yaml: nodes.list[1].mac: must be a MAC address like 02:00:00:00:00:01 (got 'zz')",
+            "bad.yaml:4: nodes.list[1].name: duplicates an earlier node name",
+            "bad.yaml:4: nodes.list[1].mac: must be a MAC address like 02:00:00:00:00:01 (got 'zz')",
         ],
     ),
     "bad_rate_and_limits": (
         "rate: 0\nconcurrency: 0\nlimits: {max_duration: -5, max_requests: 0}\ntimeouts: {request: fast}\n",
         [
-            "bad.yaml: rate: must be a number greater than 0 and at most 1e+06 (got 0)",
-            "bad.yaml: concurrency: must be an integer between 1 and 10000 (got 0)",
-            "bad.yaml: limits.max_duration: must be a number greater than 0 and at most 86400 (got -5)",
-            "bad.yaml: limits.max_requests: must be an integer between 1 and 100000000 (got 0)",
-            "bad.yaml: timeouts.request: must be a number greater than 0 and at most 3600 (got 'fast')",
+            "bad.yaml:1: rate: must be a number greater than 0 and at most 1e+06 (got 0)",
+            "bad.yaml:2: concurrency: must be an integer between 1 and 10000 (got 0)",
+            "bad.yaml:3: limits.max_duration: must be a number greater than 0 and at most 86400 (got -5)",
+            "bad.yaml:3: limits.max_requests: must be an integer between 1 and 100000000 (got 0)",
+            "bad.yaml:4: timeouts.request: must be a number greater than 0 and at most 3600 (got 'fast')",
         ],
     ),
     "ports_per_node_too_small": (
         "ports_per_subnet: 10\nnodes: {count: 2, ports_per_node: 3}\n"
         "steps: [create_vpc, create_subnet, create_port, bind_port]\n",
-        ["bad.yaml: nodes.ports_per_node: 2 nodes x 3 ports cannot hold the scenario's 10 ports (got 3)"],
+        ["bad.yaml:2: nodes.ports_per_node: 2 nodes x 3 ports cannot hold the scenario's 10 ports (got 3)"],
     ),
     "endpoint_not_http": (
         "endpoints: {vpc_manager: 'https://x:9001', router_manager: 'http://x:9003'}\n",
         [
-            "bad.yaml: endpoints.vpc_manager: must be an http:// base URL",
-            "bad.yaml: endpoints.router_manager: unknown service",
+            "bad.yaml:1: endpoints.vpc_manager: must be an http:// base URL",
+            "bad.yaml:1: endpoints.router_manager: unknown service",
         ],
     ),
     "not_a_mapping": ("- create_vpc\n", ["bad.yaml: (top level): must be a mapping of scenario fields"]),
@@ -99,7 +99,7 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(LabFileError, match="cannot be read"):
+    with pytest.raises(LabFileError, match="scenario file not found"):
         load_scenario(tmp_path / "nope.yaml")
 
 
