@@ -536,7 +536,13 @@ def create_template(
     if not spec.privileged:
         # LXD shifts the rootfs to the container's id range on first start; copies inherit it
         rest.set_state(client, name, "start")
-        rest.set_state(client, name, "stop", force=True)
+        try:
+            rest.set_state(client, name, "stop", force=True)
+        except rest.LxdCallError:
+            # seen under load: the template's init ended on its own between the start and the
+            # stop ("container is not running"); stopped is all a template must be
+            if rest.status(client, name) != "Stopped":
+                raise
     ready = {"config": {TEMPLATE_READY_KEY: "true"}}
     rest.wait_operation(client, client.api.instances[name].patch(json=ready))
 

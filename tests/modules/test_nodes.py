@@ -131,6 +131,24 @@ def test_a_failed_stop_is_reported_its_delete_skipped_and_a_rerun_finishes(
     assert fake.instances == {} and fake.networks == {}
 
 
+def test_a_template_whose_init_ended_before_its_stop_is_ready(
+    fake: FakeLxd, spec_data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    set_state = fake._set_state
+
+    def ended(inst: dict[str, Any], action: str) -> Any:
+        if "--tpl-" in inst["name"] and action == "stop":
+            inst["status"] = "Stopped"  # it stopped by itself: the stop finds nothing running
+            return fake._operation(err="container is not running")
+        return set_state(inst, action)
+
+    monkeypatch.setattr(fake, "_set_state", ended)
+    r = reconciler(fake)
+    r.converge(r.load_spec(spec_data))
+    templates = {n: i for n, i in fake.instances.items() if "--tpl-" in n}
+    assert templates and all(i["config"].get(nodes.TEMPLATE_READY_KEY) == "true" for i in templates.values())
+
+
 def test_container_that_dies_after_start_fails_the_apply(fake: FakeLxd, spec_data: dict[str, Any]) -> None:
     r = reconciler(fake)
     fake.die_on_start.add("dl-fx-srv-01-02")
