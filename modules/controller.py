@@ -41,6 +41,7 @@ from modules.loadgen.scenario import parse_scenario
 from modules.lxd_rest import push_file, read_file
 from modules.ping_agent import PingAgent
 from modules.reconcile import Action, Reconciler, workers_fields
+from modules.source_closure import source_closure
 
 OWNER = "controller"
 HASH_KEY = "user.distrilab.controller.hash"
@@ -48,9 +49,9 @@ RUN_RECORD = "run.json"
 #: where the controller's sources, scenario and report live inside the container
 REMOTE_ROOT = "/opt/distrilab"
 REMOTE_REPORT = "/var/lib/distrilab/report"
-#: the files the controller needs: the loadgen package and the error types it raises
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("cdk/__init__.py", "cdk/errors.py", "modules/__init__.py", "modules/loadgen")
+#: what the controller runs (`python -m modules.loadgen`); every project file these import goes along
+ENTRY_PACKAGE = "modules/loadgen"
 #: imported by the controller but not packaged by Debian: copied from this interpreter's environment
 #: (a CPython 3.11 extension inside: the container's python3 must be 3.11, as in Debian bookworm)
 VENDORED = ("hdrh", "pyhdrh")
@@ -393,11 +394,11 @@ def _create_container(client: Any, spec: Spec, data: dict[str, Any]) -> None:
 
 def _source_files() -> list[tuple[Path, str]]:
     """(local file, path relative to REMOTE_ROOT) of everything the controller needs to run."""
-    files: list[tuple[Path, str]] = []
-    for item in SOURCES:
-        path = REPO_ROOT / item
-        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
-            files.append((f, str(f.relative_to(REPO_ROOT))))
+    entries = [
+        ".".join(f.relative_to(REPO_ROOT).with_suffix("").parts)
+        for f in sorted((REPO_ROOT / ENTRY_PACKAGE).glob("*.py"))
+    ]
+    files = [(f, str(f.relative_to(REPO_ROOT))) for f in source_closure(REPO_ROOT, entries)]
     for name in VENDORED:
         spec = importlib.util.find_spec(name)
         if spec is None or spec.origin is None:

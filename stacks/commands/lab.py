@@ -193,15 +193,19 @@ def _up(args: argparse.Namespace) -> int:
     from stacks.lab_stack import state_location
     from stacks.node_scope import refuse_pending_changes, remove_for_recreation
     from stacks.paths import Paths
-    from stacks.pool_records import forget
+    from stacks.pool_records import forget, read_records
     from stacks.progress import ApplyProgress
 
+    claimed_before = set(read_records(Paths.for_repo()))
     synthesized = _synth(args, for_up=True)
     try:
         synthesized = ready(args, synthesized)
     except DistrilabError:
-        if not resources_in_state(synthesized):  # refused before anything was created: claim nothing
-            forget(Paths.for_repo(), synthesized.lab.name)
+        # refused before anything was created: keep no claim this run made (a lab already up
+        # keeps its own, even when this up is refused because another checkout deployed it)
+        name = synthesized.lab.name
+        if name not in claimed_before and not resources_in_state(synthesized):
+            forget(Paths.for_repo(), name)
         raise
     if args.only:
         refuse_pending_changes([(*synthesized.label(c.address), c.action)

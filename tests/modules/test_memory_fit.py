@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,9 @@ import yaml
 from cdk.footprint import NODE_MIB, RESERVE_MIB, estimate, size_mib
 from cdk.pipeline import lab_from_dict
 from modules.memory_fit import MemoryFitError, check_local_memory, mem_available_mib
+from stacks.loading import load
+from stacks.paths import Paths
+from stacks.pool_records import forget, read_records
 
 POOLS = {"management": "10.100.0.0/16", "loopbacks": "10.101.0.0/16", "p2p": "10.102.0.0/16",
          "servers": "10.103.0.0/16"}
@@ -70,16 +74,32 @@ def test_alcor_java_services_count_at_their_limits() -> None:
     assert need.counts["Java service"] == 16 and need.sums["Java service"] == sum(limits) > 16 * 1024
 
 
-def test_up_refuses_a_lab_too_large_for_this_machine(tmp_path: Path) -> None:
-    # 3000 nodes (~41 GiB at the measured footprints) on this machine's real MemAvailable
-    if mem_available_mib() > 40000:
-        pytest.skip("this machine has room for 3000 nodes")
-    lab = {"name": "mfbig", "hosts": [{"name": "local", "capacity": 5000}], "addressing": POOLS,
-           "topology": {**CLOS_1000, "pods": 24}}
-    path = tmp_path / "big.yaml"
-    path.write_text(yaml.safe_dump(lab))
+def _refused_up(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([sys.executable, "-m", "stacks.cli", "up", str(path)], capture_output=True,
                           text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode != 0
     assert "does not fit host local's memory" in proc.stderr and "Nothing was created" in proc.stderr
-    assert not (tmp_path / "terraform.mfbig.tfstate").exists()
+    return proc
+
+
+def test_up_refuses_a_lab_too_large_for_this_machine(tmp_path: Path) -> None:
+    # 3000 nodes (~41 GiB at the measured footprints) on this machine's real MemAvailable
+    if mem_available_mib() > 40000:
+        pytest.skip("this machine has room for 3000 nodes")
+    name = f"mfbig{secrets.token_hex(3)}"  # other runs may have left labs and claims behind
+    lab = {"name": name, "hosts": [{"name": "local", "capacity": 5000}],
+           "topology": {**CLOS_1000, "pods": 24}}
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(lab))
+    paths = Paths.for_repo()
+    try:
+        _refused_up(path, tmp_path)
+        assert not (tmp_path / f"terraform.{name}.tfstate").exists()
+        assert name not in read_records(paths)  # its pools were not kept: nothing holds them
+        # a lab that had claimed its pools before (it is up) keeps them when a later up is refused
+        load(path, claim_pools=True)  # what an earlier, successful up claimed
+        kept = read_records(paths)[name]
+        _refused_up(path, tmp_path)
+        assert read_records(paths)[name] == kept
+    finally:
+        forget(paths, name)
