@@ -56,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ignore-memory", action="store_true",
                    help="deploy even when the lab's estimated memory exceeds what this host has free")
     down_parser = lab_command("down", "destroy the lab: everything carrying its label", down)
+    down_parser.add_argument("--sweep", action="store_true",
+                             help="also delete what carries the lab's label but no state of this checkout "
+                             "holds (a lost state, or the same lab brought up from another checkout)")
     for parser in (p, down_parser):
         parser.add_argument("--workers", type=positive_int, metavar="N",
                             help="parallel actions per stage and host for this run (default: the lab's "
@@ -304,6 +307,7 @@ def down(args: argparse.Namespace) -> int:
 
 def _down(args: argparse.Namespace) -> int:
     from stacks import deploy
+    from stacks.leftovers import leftover_error, leftovers, sweep_leftovers
     from stacks.limits import clear_limit
     from stacks.paths import Paths
     from stacks.pool_records import forget
@@ -314,7 +318,12 @@ def _down(args: argparse.Namespace) -> int:
     synthesized = _synth(args, check_host_routes=False)
     with ApplyProgress(synthesized, console, title="down") as progress:
         result = deploy.apply(synthesized, progress.handle, destroy=True)
-    forget(Paths.for_repo(), synthesized.lab.name)  # its pools are free again
-    clear_limit(Paths.for_repo(), synthesized.lab.name)
-    console.print(f"[green]down[/] {synthesized.lab.name}: {len(result.completed)} resource(s) destroyed")
+    lab = synthesized.lab
+    swept = sweep_leftovers(lab) if args.sweep else 0
+    console.print(f"[green]down[/] {lab.name}: {len(result.completed)} resource(s) destroyed"
+                  + (f", {swept} labelled object(s) swept" if args.sweep else ""), highlight=False)
+    if found := leftovers(lab):  # they still hold the lab's pools: its claim stays
+        raise leftover_error(lab, found)
+    forget(Paths.for_repo(), lab.name)  # its pools are free again
+    clear_limit(Paths.for_repo(), lab.name)
     return 0

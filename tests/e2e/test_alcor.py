@@ -44,6 +44,7 @@ from modules.links import LinksReconciler
 from modules.nodes import NodesReconciler
 from modules.sweep import Sweep
 from tests.doubles.alcor_standin import build_jar
+from tests.modules.plan_cases import captured
 
 pytestmark = pytest.mark.e2e
 
@@ -224,6 +225,19 @@ def test_all_sixteen_run_healthy_in_dependency_order(deployed: dict[str, Any]) -
             assert started[dep] < started[name], f"{name} started before its dependency {dep}"
 
 
+def test_what_alcor_observes_is_what_the_unit_tests_plan_from(deployed: dict[str, Any]) -> None:
+    """tests/modules/alcor/converged.json was captured here (DISTRILAB_CAPTURE=1 rewrites it):
+    a converged deployment plans nothing, and the fixture keeps the shape of the real thing."""
+    lab = deployed["lab"]
+    data = alcor_stage.build(lab, lab.hosts[0])
+    assert data is not None
+    reconciler = alcor.AlcorReconciler()
+    spec = reconciler.load_spec(data)
+    observed = reconciler.observe(reconciler.connect(spec), spec)
+    assert reconciler.plan(spec, observed) == []
+    captured("alcor", "converged", {"spec": data, "observed": observed, "plan": []})
+
+
 def test_each_service_received_its_configuration(deployed: dict[str, Any]) -> None:
     lab = deployed["lab"]
     for name, svc in services_of(lab).items():
@@ -325,3 +339,8 @@ def test_controller_runs_once_in_its_container_and_reports(deployed: dict[str, A
         assert node["mac"] == state["network"]["eth1"]["hwaddr"]
         assert node["id"] == alcor_stage.node_id(lab.name, name)
     assert controller.ControllerReconciler().converge(spec) == 0
+    # what the unit tests plan from (tests/modules/controller/ran.json) has the shape of this run's
+    reconciler = controller.ControllerReconciler()
+    data = {**controller_stage.build(lab, lab.hosts[0]), "reports_dir": str(reports)}  # type: ignore[dict-item]
+    observed = reconciler.observe(client, reconciler.load_spec(data))
+    captured("controller", "ran", {"spec": data, "observed": observed, "plan": []})

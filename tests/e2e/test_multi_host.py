@@ -9,6 +9,7 @@ twice: the default `partition` placement, then `round-robin` (many cross-host li
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -121,6 +122,7 @@ def test_a_clos_lab_across_three_ssh_hosts(
             for host in ("h1", "h2", "h3"):
                 roles = {n.split("-")[2] for n, h in placed.items() if h == host and "--tpl-" not in n}
                 assert roles & {"core", "agg", "edge"} and "srv" in roles, (host, roles)
+        assert_no_secret_in_clear(name, out)
         tunnels = [i for i in lab_interfaces(bed, 1, name) if "x" in i[6:7]]
         assert tunnels, "no VXLAN tunnel on h2"
 
@@ -144,6 +146,38 @@ def test_a_clos_lab_across_three_ssh_hosts(
         down = distrilab(capsys, "down", str(lab_file))
     assert_torn_down(bed, name, down)
     assert_cluster_gone(bed, name)
+
+
+#: what a private key or a certificate looks like in clear
+PEM = re.compile(r"-----BEGIN [A-Z ]+-----|PRIVATE KEY")
+#: base64 JSON (LXD's join token is one, with a "secret" field)
+BASE64_JSON = re.compile(r"eyJ[A-Za-z0-9+/]{20,}={0,2}")
+
+
+def secret_in(text: str) -> str | None:
+    if match := PEM.search(text):
+        return match.group(0)
+    for candidate in BASE64_JSON.findall(text):
+        try:
+            decoded = base64.b64decode(candidate + "=" * (-len(candidate) % 4)).decode(errors="replace")
+        except ValueError:
+            continue
+        if '"secret"' in decoded:
+            return f"a join token ({candidate[:12]}...)"
+    return None
+
+
+def assert_no_secret_in_clear(name: str, output: str) -> None:
+    """The lab's state, specs, terraform files, logs and output hold paths and fingerprints only:
+    no key, certificate or cluster join token."""
+    paths = Paths.for_repo()
+    files = [paths.state_file(name), cli.DEBUG_LOG, *LOGS.glob(f"multi-host-*-{name}-*.log")]
+    for folder in (paths.specs_dir / name, paths.state_dir / name, paths.workdir(name)):
+        files += [f for f in folder.rglob("*") if f.is_file() and ".terraform" not in f.parts]
+    texts = {str(f): f.read_text(errors="replace") for f in files if f.is_file()} | {"up's output": output}
+    found = {where: why for where, text in texts.items() if (why := secret_in(text))}
+    assert found == {}, found
+    assert texts[str(paths.state_file(name))], "the lab's state file is empty: nothing was checked"
 
 
 def assert_cluster_gone(bed: testbed.Testbed, name: str) -> None:

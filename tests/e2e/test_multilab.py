@@ -1,6 +1,7 @@
 """Two labs on this host at once, neither setting its address pools: both come up side by side
 (the second takes pools no running lab uses), both pass `check`, and each `down` removes only its
-own (the other keeps running and still passes `check`)."""
+own (the other keeps running and still passes `check`). A lab whose state is lost is still
+removed whole by `down --sweep`."""
 
 from __future__ import annotations
 
@@ -42,9 +43,15 @@ def test_two_labs_without_pools_run_side_by_side(tmp_path: Path) -> None:
         hidden = state.rename(state.with_name(state.name + ".elsewhere"))
         try:
             again = labs[names[1]]("up")
+            elsewhere_down = labs[names[1]]("down")
         finally:
             hidden.rename(state)
         assert again.returncode != 0 and "another checkout deployed it" in again.stderr + again.stdout
+        # ... and `down` there destroys nothing: it names what it leaves and how to sweep it
+        assert elsewhere_down.returncode != 0, report(elsewhere_down)
+        assert "no state of this checkout holds them" in elsewhere_down.stderr, report(elsewhere_down)
+        assert f"instance dl-{names[1]}-srv-01-01" in elsewhere_down.stderr, report(elsewhere_down)
+        assert "down --sweep" in elsewhere_down.stderr
 
         down = labs[names[0]]("down")
         assert down.returncode == 0, report(down)
@@ -53,3 +60,10 @@ def test_two_labs_without_pools_run_side_by_side(tmp_path: Path) -> None:
         check = labs[names[1]]("check", "--json")
         assert check.returncode == 0 and json.loads(check.stdout)["ok"], report(check)  # ... and healthy
         assert names[0] not in read_records(Paths.for_repo(REPO))  # its pools are free again
+
+        # the second lab's checkout loses its state: `down --sweep` still removes all of it
+        state.unlink()
+        swept = labs[names[1]]("down", "--sweep")
+        assert swept.returncode == 0 and "labelled object(s) swept" in swept.stdout, report(swept)
+        assert lab_leftovers(names[1]) == {}
+        assert names[1] not in read_records(Paths.for_repo(REPO))

@@ -7,6 +7,7 @@ reason] in order. Regenerate a case by running the reconciler's plan() and revie
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +35,34 @@ def check_case(reconciler: Reconciler[Any, Any], path: Path) -> None:
     assert [[a.verb, a.target, a.reason] for a in actions] == case["plan"]
     # the plan is pure: planning twice gives the same actions
     assert reconciler.plan(spec, case["observed"]) == actions
+
+
+#: set to rewrite the captured fixtures from a real deployment (the e2e tests that observe one)
+CAPTURE_ENV = "DISTRILAB_CAPTURE"
+
+
+def shape(data: Any) -> Any:
+    """The structure of JSON data: keys kept, lists by their first item, values by their type."""
+    if isinstance(data, dict):
+        return {key: shape(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [shape(data[0])] if data else []
+    return type(data).__name__
+
+
+def captured(module: str, case: str, real: dict[str, Any]) -> None:
+    """Compare what a real deployment gave (`real`: spec, observed, plan; stored as it came, so the
+    hashes inside stay true) with the case the unit tests plan from: same structure, once this
+    run's random lab name reads as the fixture's. With DISTRILAB_CAPTURE=1 the case is rewritten
+    from it first."""
+    path = HERE / module / f"{case}.json"
+    if os.environ.get(CAPTURE_ENV):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(json.dumps(real, indent=1, sort_keys=True) + "\n")
+    fixture = json.loads(path.read_text())
+    renamed = json.loads(json.dumps(real).replace(real["spec"]["lab"], fixture["spec"]["lab"]))
+    for part in ("spec", "observed"):
+        assert shape(fixture[part]) == shape(renamed[part]), (
+            f"{path}: its {part} no longer has the shape a real deployment gives; "
+            f"re-capture it with {CAPTURE_ENV}=1 and review the diff"
+        )

@@ -1,7 +1,9 @@
-"""The alcor reconciler's pure parts: planning from observed state, container files, env editing."""
+"""The alcor reconciler's pure parts: planning from a real deployment's captured state (edited per
+case), container files, env editing."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,10 +12,11 @@ from cdk.errors import ReconcileError
 from cdk.pipeline import lab_from_dict
 from cdk.stages import alcor as stage
 from modules import alcor, alcor_files, alcor_spec
-from modules.nodes import IMAGE_KEY, TEMPLATE_KEY
+from tests.modules.plan_cases import HERE, check_case
 
 LAB = "ua1"
-FP = "f" * 64
+#: a real deployment's spec and observed state, captured by tests/e2e/test_alcor.py
+CAPTURED = HERE / "alcor" / "converged.json"
 
 
 def spec_data(**alcor_section: Any) -> dict[str, Any]:
@@ -37,55 +40,34 @@ def spec() -> alcor_spec.Spec:
     return alcor_spec.load(spec_data())
 
 
-def converged(spec: alcor_spec.Spec) -> dict[str, Any]:
-    """What observe returns for a fully deployed, healthy control plane."""
-    images = {s.image: FP for s in spec.services}
-    instances: dict[str, Any] = {}
-    for s in spec.services:
-        digest = alcor_files.service_hash(s, FP, None)
-        config = {alcor_spec.HASH_KEY: digest, alcor_spec.SERVICE_KEY: s.name}
-        if s.name == "vpc":
-            config[alcor_spec.SEGMENT_KEY] = "created"
-        instances[s.instance] = {"status": "Running", "config": config}
-    for recipe in {s.recipe for s in spec.services}:
-        tpl = alcor_spec.template_of(spec.lab, recipe)
-        instances[tpl] = {"status": "Stopped", "config": {TEMPLATE_KEY: recipe, IMAGE_KEY: FP}}
-    macs = {n.name: f"00:16:3e:00:00:{i:02x}" for i, n in enumerate(spec.aca_nodes)}
-    registered = [alcor_files.host_info(n, macs[n.name]) for n in spec.aca_nodes]
-    return {
-        "images": images,
-        "jars": {},
-        "instances": instances,
-        "health": {s.name: None for s in spec.services},
-        "registered": registered,
-        "aca": {
-            n.name: {"mac": macs[n.name], "env": dict(spec.aca_env), "status": "Running"}
-            for n in spec.aca_nodes
-        },
-    }
+@pytest.fixture(scope="module")
+def real() -> alcor_spec.Spec:
+    """The spec of a real deployment: tests/e2e/test_alcor.py captured it with what it observed."""
+    return alcor_spec.load(json.loads(CAPTURED.read_text())["spec"])
+
+
+def converged() -> dict[str, Any]:
+    """What observe returned for that deployment, converged and healthy (a fresh copy to edit)."""
+    observed: dict[str, Any] = json.loads(CAPTURED.read_text())["observed"]
+    return observed
 
 
 def verbs(actions: list[Any]) -> list[tuple[str, str]]:
     return sorted((a.verb, a.target) for a in actions)
 
 
-def test_converged_plans_nothing(spec: alcor_spec.Spec) -> None:
-    assert alcor.AlcorReconciler().plan(spec, converged(spec)) == []
+def test_converged_plans_nothing() -> None:
+    check_case(alcor.AlcorReconciler(), CAPTURED)
 
 
-def test_empty_host_plans_everything_in_dependency_phases(spec: alcor_spec.Spec) -> None:
-    observed = {
-        "images": {s.image: FP for s in spec.services},
-        "jars": {},
-        "instances": {},
-        "health": {},
-        "registered": None,
-        "aca": {n.name: {"mac": "00:16:3e:00:00:01", "env": {}, "status": "Running"} for n in spec.aca_nodes},
-    }
-    actions = alcor.AlcorReconciler().plan(spec, observed)
+def test_empty_host_plans_everything_in_dependency_phases(real: alcor_spec.Spec) -> None:
+    observed = {**converged(), "instances": {}, "health": {}, "registered": None}
+    for node in observed["aca"].values():
+        node["env"] = {}  # ACA not yet pointed at the NCM
+    actions = alcor.AlcorReconciler().plan(real, observed)
     creates = {a.data["service"]: a.phase for a in actions if a.verb == "create"}
     assert len(creates) == 16
-    for svc in spec.services:
+    for svc in real.services:
         for dep in svc.depends_on:
             assert creates[dep] < creates[svc.name], (svc.name, dep)
     assert creates["ignite"] == min(creates.values())
@@ -102,107 +84,97 @@ def test_empty_host_plans_everything_in_dependency_phases(spec: alcor_spec.Spec)
     assert register.phase > next(a for a in actions if a.verb == "configure-aca").phase
 
 
-def test_missing_image_is_reported_with_a_hint(spec: alcor_spec.Spec) -> None:
-    observed = converged(spec)
+def test_missing_image_is_reported_with_a_hint(real: alcor_spec.Spec) -> None:
+    observed = converged()
     observed["images"] = {k: None for k in observed["images"]}
     with pytest.raises(ReconcileError) as info:
-        alcor.AlcorReconciler().plan(spec, observed)
-    assert f"image dl-{LAB}-alcor-service: alias not found" in str(info.value)
+        alcor.AlcorReconciler().plan(real, observed)
+    assert f"image {real.service('vpc').image}: alias not found" in str(info.value)
     assert "images' stage" in str(info.value)
 
 
-def test_jar_dir_problems_are_reported(spec: alcor_spec.Spec) -> None:
-    observed = converged(spec)
-    observed["jars"] = {"vpcmanager-*.jar": "no file matches it in /x"}
+def test_jar_dir_problems_are_reported(real: alcor_spec.Spec) -> None:
+    observed = converged()
+    observed["jars"]["vpcmanager-*.jar"] = "no file matches it in /x"
     with pytest.raises(ReconcileError) as info:
-        alcor.AlcorReconciler().plan(spec, observed)
+        alcor.AlcorReconciler().plan(real, observed)
     assert "jar vpcmanager-*.jar: no file matches it in /x" in str(info.value)
+
+
+def _port(observed: dict[str, Any], spec: alcor_spec.Spec) -> dict[str, Any]:
+    port: dict[str, Any] = observed["instances"][spec.service("port").instance]
+    return port
 
 
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        (
-            lambda o, s: o["instances"][s.service("port").instance].update(status="Stopped"),
-            [("start", f"dl-{LAB}-alcor-port")],
-        ),
-        (
-            lambda o, s: o["instances"][s.service("port").instance]["config"].update(
-                {alcor_spec.HASH_KEY: "old"}),
-            [("recreate", f"dl-{LAB}-alcor-port")],
-        ),
-        (lambda o, s: o["health"].update(port="GET ...: 503"), [("restart", f"dl-{LAB}-alcor-port")]),
-        (
-            lambda o, s: o["instances"].update(
-                {f"dl-{LAB}-alcor-extra": {"status": "Running", "config": {}}}
-            ),
-            [("delete", f"dl-{LAB}-alcor-extra")],
-        ),
+        (lambda o, s: _port(o, s).update(status="Stopped"), [("start", "port")]),
+        (lambda o, s: _port(o, s)["config"].update({alcor_spec.HASH_KEY: "old"}), [("recreate", "port")]),
+        (lambda o, s: o["health"].update(port="GET ...: 503"), [("restart", "port")]),
     ],
 )
-def test_service_drift(spec: alcor_spec.Spec, change: Any, expected: list[tuple[str, str]]) -> None:
-    observed = converged(spec)
-    change(observed, spec)
-    assert verbs(alcor.AlcorReconciler().plan(spec, observed)) == expected
+def test_service_drift(real: alcor_spec.Spec, change: Any, expected: list[tuple[str, str]]) -> None:
+    observed = converged()
+    change(observed, real)
+    assert verbs(alcor.AlcorReconciler().plan(real, observed)) == [
+        (verb, real.service(name).instance) for verb, name in expected]
 
 
-def test_recreated_node_manager_registers_again(spec: alcor_spec.Spec) -> None:
-    observed = converged(spec)
-    observed["instances"][spec.service("node").instance]["config"][alcor_spec.HASH_KEY] = "old"
-    actions = alcor.AlcorReconciler().plan(spec, observed)
+def test_a_service_no_longer_deployed_is_deleted(real: alcor_spec.Spec) -> None:
+    observed = converged()
+    extra = f"dl-{real.lab}-alcor-extra"
+    observed["instances"][extra] = {"status": "Running", "config": {}}
+    assert verbs(alcor.AlcorReconciler().plan(real, observed)) == [("delete", extra)]
+
+
+def test_recreated_node_manager_registers_again(real: alcor_spec.Spec) -> None:
+    observed = converged()
+    observed["instances"][real.service("node").instance]["config"][alcor_spec.HASH_KEY] = "old"
+    actions = alcor.AlcorReconciler().plan(real, observed)
     assert verbs(actions) == sorted(
-        [("recreate", f"dl-{LAB}-alcor-node")] + [("register-node", n.name) for n in spec.aca_nodes]
+        [("recreate", real.service("node").instance)] + [("register-node", n.name) for n in real.aca_nodes]
     )
 
 
-def test_recreated_vpc_manager_gets_a_new_segment_table(spec: alcor_spec.Spec) -> None:
-    observed = converged(spec)
-    observed["instances"][spec.service("vpc").instance]["config"][alcor_spec.HASH_KEY] = "old"
-    assert ("create-segment-table", f"dl-{LAB}-alcor-vpc") in verbs(
-        alcor.AlcorReconciler().plan(spec, observed)
+def test_recreated_vpc_manager_gets_a_new_segment_table(real: alcor_spec.Spec) -> None:
+    observed = converged()
+    observed["instances"][real.service("vpc").instance]["config"][alcor_spec.HASH_KEY] = "old"
+    assert ("create-segment-table", real.service("vpc").instance) in verbs(
+        alcor.AlcorReconciler().plan(real, observed)
     )
 
 
-def test_registration_drift_updates_and_foreign_nodes_stay(spec: alcor_spec.Spec) -> None:
-    observed = converged(spec)
-    first = spec.aca_nodes[0]
+def test_registration_drift_updates_and_foreign_nodes_stay(real: alcor_spec.Spec) -> None:
+    observed = converged()
+    first = real.aca_nodes[0]
     observed["aca"][first.name]["mac"] = "00:16:3e:aa:bb:cc"  # the node's veth was recreated
-    stale = alcor_files.host_info(
-        alcor_spec.AcaNode(
-            "gone",
-            "x",
-            stage.node_id(LAB, "gone"),
-            "10.0.0.9",
-            "10.0.0.9",
-            "eth1",
-            50001,
-            "fe:16:11:00:00:00",
-        ),
-        "00:16:3e:00:00:99",
-    )
+    # a node of this lab that is gone (its id is the lab's), and one another tool registered
+    stale = {**observed["registered"][0], "node_id": stage.node_id(real.lab, "gone"), "node_name": "gone",
+             "local_ip": "10.0.0.9", "data-path-ip": "10.0.0.9"}
     foreign = {**stale, "node_id": "1112a4d4-ffff-4ece-b3f0-8d36e3d85001", "node_name": "node1"}
     observed["registered"] += [stale, foreign]
-    actions = alcor.AlcorReconciler().plan(spec, observed)
+    actions = alcor.AlcorReconciler().plan(real, observed)
     assert verbs(actions) == [("deregister-node", "gone"), ("update-node", first.name)]
     update = next(a for a in actions if a.verb == "update-node")
     assert update.reason == "drift: mac_address"
 
 
-def test_aca_pointed_at_the_ncm(spec: alcor_spec.Spec) -> None:
-    observed = converged(spec)
-    node = spec.aca_nodes[0]
+def test_aca_pointed_at_the_ncm(real: alcor_spec.Spec) -> None:
+    observed = converged()
+    node = real.aca_nodes[0]
     observed["aca"][node.name]["env"] = {"ACA_NCM_ADDRESS": "", "ACA_NCM_PORT": ""}
-    [action] = alcor.AlcorReconciler().plan(spec, observed)
+    [action] = alcor.AlcorReconciler().plan(real, observed)
     assert (action.verb, action.target) == ("configure-aca", node.instance)
-    assert action.data["values"] == spec.aca_env
+    assert action.data["values"] == real.aca_env
 
 
-def test_destroy_plans_only_deletes(spec: alcor_spec.Spec) -> None:
+def test_destroy_deletes_every_instance_it_observed_and_nothing_else(real: alcor_spec.Spec) -> None:
     reconciler = alcor.AlcorReconciler()
-    observed = converged(spec)
-    actions = reconciler.plan(reconciler.empty_spec(spec), {**observed, "registered": None, "aca": {}})
+    observed = converged()
+    actions = reconciler.plan(reconciler.empty_spec(real), {**observed, "registered": None, "aca": {}})
     assert {a.verb for a in actions} == {"delete"}
-    assert len(actions) == 16 + 2  # services + the ignite and alcor-service templates
+    assert sorted(a.target for a in actions) == sorted(observed["instances"])  # services and templates
 
 
 def test_host_info_uses_alcors_field_names(spec: alcor_spec.Spec) -> None:

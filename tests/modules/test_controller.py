@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from cdk.model import Lab
 from cdk.pipeline import lab_from_dict
 from cdk.stages import controller as stage
 from modules import controller
+from tests.modules.plan_cases import HERE, check_case
 
 SCENARIO = "name: t\nports_per_subnet: 2\nnodes: {count: 2, ports_per_node: 1}\n"
 
@@ -116,6 +118,28 @@ def test_the_run_keeps_the_labs_registrations_and_would_send_the_same_ones(spec:
         lab = host_info(AcaNode(**entry), MACS[node.name])
         assert node.host_info(entry["node_id"]) == lab  # one builder: field for field what the lab sent
         assert lab["data-path-ip"] == entry["data_path_ip"] != lab["local_ip"]
+
+
+#: a real run's spec and observed state, captured by tests/e2e/test_alcor.py
+RAN = HERE / "controller" / "ran.json"
+
+
+def test_a_real_run_plans_nothing_until_its_inputs_change() -> None:
+    check_case(controller.ControllerReconciler(), RAN)
+    case = json.loads(RAN.read_text())
+    reconciler = controller.ControllerReconciler()
+    spec = reconciler.load_spec(case["spec"])
+    changes = {
+        "scenario": {"scenario": case["observed"]["scenario"].replace("rate: 20", "rate: 21")},
+        "failed run": {"record": {**case["observed"]["record"], "exit": 1}},
+        "recreated node": {"macs": {**case["observed"]["macs"], spec.nodes[0]["name"]: "00:16:3e:aa:bb:cc"}},
+    }
+    comment = {"scenario": case["observed"]["scenario"] + "# a comment changes no run\n"}
+    assert reconciler.plan(spec, {**case["observed"], **comment}) == []
+    assert "rate: 20" in case["observed"]["scenario"]
+    for why, change in changes.items():
+        actions = reconciler.plan(spec, {**case["observed"], **change})
+        assert [a.verb for a in actions] == ["run"], why
 
 
 def test_missing_mac_is_a_clear_error(spec: controller.Spec) -> None:

@@ -10,7 +10,14 @@ from pathlib import Path
 import pytest
 
 from cdk.model import Host
-from modules.host_preflight import HostFacts, PreflightError, check_host_key, recorded, write_keys
+from modules.host_preflight import (
+    NODES_PER_CORE,
+    HostFacts,
+    PreflightError,
+    check_host_key,
+    recorded,
+    write_keys,
+)
 
 OLD = "192.0.2.50 ssh-ed25519 AAAAold"
 NEW = "192.0.2.50 ssh-ed25519 AAAAnew"
@@ -59,9 +66,14 @@ def test_an_unreachable_host_is_named_with_its_address(tmp_path: Path) -> None:
     assert problem is not None and "unreachable" in problem[1] and "192.0.2.50" in problem[1]
 
 
-def test_capacity_from_memory_and_one_error_listing_every_host() -> None:
+def test_capacity_from_memory_and_cores_and_one_error_listing_every_host() -> None:
     assert HostFacts(cores=2, memory_mib=24 * 1024).node_capacity() == (24 * 1024 - 1024) // 48
     assert HostFacts(cores=1, memory_mib=512).node_capacity() == 0
+    # a big machine with few cores: the cores bound it
+    many = HostFacts(cores=1, memory_mib=256 * 1024)
+    assert many.node_capacity() == NODES_PER_CORE < many.by_memory()
+    assert many.describe() == (f"~{NODES_PER_CORE} nodes fit its 262144 MiB at 48 MiB each and its 1 core(s) "
+                               f"at {NODES_PER_CORE} each")
     err = PreflightError([("h1", "unreachable", "check it"), ("h2", "too small", "add hosts")])
     text = str(err)
     assert "nothing was created" in text and "h1: unreachable" in text and "h2: too small" in text
