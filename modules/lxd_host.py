@@ -476,7 +476,17 @@ def wait_member_online(shell: Shell, member: str, timeout: float = 180) -> None:
     so the stages after this one would see half a lab."""
     deadline = time.monotonic() + timeout
     while True:
-        state = lxd_query(shell, f"/1.0/cluster/members/{member}") or {}
+        try:
+            state = lxd_query(shell, f"/1.0/cluster/members/{member}") or {}
+        except ShellError as err:
+            if "not found" not in err.output.lower():
+                raise
+            # waiting cannot help: the cluster no longer lists this host (removed by hand, or its
+            # LXD was reset while the others kept the cluster)
+            raise ReconcileError(OWNER, [(f"cluster member {member}", "missing: the lab's cluster does not "
+                                          "list it, though its LXD says it is clustered")],
+                                 hint="run 'distrilab down' on the lab (it dissolves the cluster), then "
+                                      "'distrilab up'") from err
         if state.get("status") == "Online":
             return
         if time.monotonic() > deadline:

@@ -100,7 +100,7 @@ def test_the_jars_are_part_of_the_image_hash(tmp_path: Path, standin_jar: Path) 
 
 def test_dry_run_prints_the_exact_command(tmp_path: Path, standin_jar: Path) -> None:
     overrides = tmp_path / "overrides.properties"
-    overrides.write_text("ignite.host=10.210.0.9\n")
+    overrides.write_text("ignite.host=localhost\n")
     env = _service_env(tmp_path, standin_jar.parent, ALCOR_JAR="vpcmanager-*.jar", ALCOR_PORT="9001",
                        ALCOR_OVERRIDES=str(overrides), ALCOR_EXTRA_ARGS="--debug")
     proc = _launcher(env, "--dry-run")
@@ -138,7 +138,7 @@ def test_launcher_runs_the_jar_with_port_and_overrides(tmp_path: Path, standin_j
     """The real thing on loopback: launcher -> java -> stand-in; probe and config read back."""
     port = _free_port()
     overrides = tmp_path / "overrides.properties"
-    overrides.write_text("ignite.host=10.210.0.9\nmicroservices.subnet.service.url=http://10.210.0.3:9002\n")
+    overrides.write_text("ignite.host=localhost\nmicroservices.subnet.service.url=http://10.210.0.3:9002\n")
     env = _service_env(tmp_path, standin_jar.parent, ALCOR_JAR="vpcmanager-*.jar", ALCOR_PORT=str(port),
                        ALCOR_OVERRIDES=str(overrides))
     proc = subprocess.Popen([str(SERVICE_FILES / "alcor-service")], env=env,
@@ -150,7 +150,7 @@ def test_launcher_runs_the_jar_with_port_and_overrides(tmp_path: Path, standin_j
                                 capture_output=True, text=True, timeout=10, check=True).stdout
         assert config.splitlines() == [
             f"server.port={port}",
-            "ignite.host=10.210.0.9",
+            "ignite.host=localhost",
             "microservices.subnet.service.url=http://10.210.0.3:9002",
         ]
     finally:
@@ -158,6 +158,17 @@ def test_launcher_runs_the_jar_with_port_and_overrides(tmp_path: Path, standin_j
         proc.wait(timeout=10)
     # the launcher exec'd java: the process we started was the JVM itself
     assert proc.returncode in (143, -15)
+
+
+def test_a_service_alcor_would_not_start_stops_with_alcors_reason(tmp_path: Path, standin_jar: Path) -> None:
+    overrides = tmp_path / "overrides.properties"
+    overrides.write_text("ignite.host=10.210.0.9\n")  # Alcor's thin client takes only localhost
+    env = _service_env(tmp_path, standin_jar.parent, ALCOR_JAR="vpcmanager-*.jar",
+                       ALCOR_PORT=str(_free_port()), ALCOR_OVERRIDES=str(overrides))
+    proc = subprocess.run([str(SERVICE_FILES / "alcor-service")], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1
+    assert "ignite.host is '10.210.0.9', not 'localhost'; IgniteClient is null" in proc.stdout + proc.stderr
 
 
 def _wait_healthy(env: dict[str, str], proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
@@ -227,12 +238,12 @@ def test_alcor_service_image_runs_the_jar_under_runit(standin_jar: Path, record_
     files = {
         "/opt/alcor/jars/vpcmanager-0.1.0-SNAPSHOT.jar": standin_jar,
         "/etc/alcor/service.env": env,
-        "/etc/alcor/application-overrides.properties": "ignite.host=10.210.0.9\nignite.port=10800\n",
+        "/etc/alcor/application-overrides.properties": "ignite.host=localhost\nignite.port=10800\n",
     }
     with launched(image, unique_lab("alcsv"), "vpm", files=files) as node:
         wait_for("alcor-health UP", lambda: sh(node, "alcor-health").returncode == 0, timeout=90)
         config = sh(node, "curl -fsS http://127.0.0.1:9001/standin/config").stdout.splitlines()
-        assert config == ["server.port=9001", "ignite.host=10.210.0.9", "ignite.port=10800"]
+        assert config == ["server.port=9001", "ignite.host=localhost", "ignite.port=10800"]
         assert sh(node, "java -version 2>&1").stdout.startswith('openjdk version "17')
         # the launcher exec'd java, so runit supervises the JVM itself
         assert sh(node, "sv status alcor").stdout.startswith("run: alcor:")

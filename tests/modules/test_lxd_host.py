@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 import uuid
 from dataclasses import replace
 from typing import Any
@@ -34,6 +35,7 @@ from modules.lxd_host import (
     pool_request,
     set_sysctls,
     start_daemon,
+    wait_member_online,
 )
 
 #: what a fresh Debian machine lacks (the probe script of cdk/programs.py names them)
@@ -423,3 +425,22 @@ def test_a_join_that_hangs_is_undone_on_both_sides_and_tried_once_more(
     on_leader = [line for line, _ in leader.commands]
     assert "lxc cluster remove h2 --force --yes" in on_leader  # the half-made member, if listed
     assert sum(line == "lxc cluster add h2 --quiet" for line in on_leader) == 2  # a fresh token
+
+
+class NoSuchMember:
+    """A host whose cluster no longer lists it: `lxc query` answers 404."""
+
+    name = "h3"
+
+    def run(self, cmd: Any, stdin: str | None = None, check: bool = True,
+            timeout: float | None = 600) -> subprocess.CompletedProcess[str]:
+        raise ShellError(self.name, " ".join(cmd), 1, "Error: Cluster member not found\n")
+
+
+def test_a_member_the_cluster_no_longer_lists_is_reported_at_once() -> None:
+    started = time.monotonic()
+    with pytest.raises(ReconcileError) as err:
+        wait_member_online(NoSuchMember(), "h3", timeout=60)  # type: ignore[arg-type]
+    assert time.monotonic() - started < 5  # waiting cannot bring it back
+    assert "cluster member h3: missing: the lab's cluster does not list it" in str(err.value)
+    assert "distrilab down" in str(err.value)

@@ -107,7 +107,8 @@ public final class StandIn {
         if (port == null) {
             die("Could not resolve placeholder 'ignite.port' in value \"${ignite.port}\"");
         }
-        boolean thin = !"false".equals(effective.get("ignite.thin.client.enable").trim());
+        // @Value("${ignite.thin.client.enable: #{true}}"): the thin client unless told otherwise
+        boolean thin = !"false".equals(effective.getOrDefault("ignite.thin.client.enable", "true").trim());
         if (thin && !host.equals("localhost")) {
             die("Start client failed: Kubernetes address finder (ignite.host is '" + host
                 + "', not 'localhost'); IgniteClient is null");
