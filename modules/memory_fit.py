@@ -27,6 +27,10 @@ def mem_available_mib(meminfo: Path = Path("/proc/meminfo")) -> int:
     raise DistrilabError(f"{meminfo} has no MemAvailable line")
 
 
+#: set (to anything) to deploy a lab that does not fit, from `npx cdktf deploy` (`up --ignore-memory`)
+IGNORE_MEMORY_ENV = "DISTRILAB_IGNORE_MEMORY"
+
+
 def running_instances(lab: Lab) -> frozenset[str]:
     """The lab's containers this host's LXD already runs ({} when LXD is not up yet)."""
     from modules import lxd_rest as rest
@@ -61,7 +65,7 @@ def refusal(lab: Lab, need: Estimate, available: int) -> str | None:
     if need.counts.get("switch/ovs"):
         saved = need.counts["switch/ovs"] * (NODE_MIB["switch/ovs"] - NODE_MIB["switch/linux"])
         hints.append(f"fabric: {{bridge: linux}} saves ~{saved} MiB")
-    hints.append("or pass --ignore-memory if you know better")
+    hints.append(f"or pass --ignore-memory (npx cdktf: {IGNORE_MEMORY_ENV}=1) if you know better")
     return (f"lab {lab.name} does not fit host {need.host}'s memory: {need.describe()} = "
             f"~{need.total_mib} MiB, plus {RESERVE_MIB} MiB kept for the host; {available} MiB is "
             f"available. Nothing was created.\n  hint: " + "; ".join(h for h in hints if h))

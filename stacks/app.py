@@ -36,11 +36,28 @@ def synthesize(
     return stack
 
 
+def load_for_deploy(path: str | Path) -> Lab:
+    """cdktf synthesizes for deploy (and destroy): the lab's chosen pools are claimed as by `up`,
+    and a lab too large for this host's memory is refused as by `up` (nothing claimed then).
+    Nodes already running are not counted, so a deployed lab can always be destroyed."""
+    from modules.memory_fit import IGNORE_MEMORY_ENV, check_local_memory
+    from stacks.pool_records import forget_new_claim, read_records
+
+    claimed_before = set(read_records(Paths.for_repo()))
+    lab = load(path, claim_pools=True)
+    if not os.environ.get(IGNORE_MEMORY_ENV):
+        try:
+            check_local_memory(lab)
+        except DistrilabError:
+            forget_new_claim(Paths.for_repo(), lab.name, claimed_before)
+            raise
+    return lab
+
+
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
-        # cdktf synthesizes for deploy (and destroy): the lab's chosen pools are claimed as by `up`
-        synthesize(load(os.environ.get("DISTRILAB_LAB", DEFAULT_LAB), claim_pools=True))
+        synthesize(load_for_deploy(os.environ.get("DISTRILAB_LAB", DEFAULT_LAB)))
     except DistrilabError as err:
         print(str(err), file=sys.stderr)
         return 2

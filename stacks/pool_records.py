@@ -57,3 +57,10 @@ def record(paths: Paths, lab: Lab) -> None:
 
 def forget(paths: Paths, lab: str) -> None:
     (records_dir(paths) / f"{lab}.json").unlink(missing_ok=True)
+
+
+def forget_new_claim(paths: Paths, lab: str, claimed_before: set[str]) -> None:
+    """After a refused deploy: drop the claim that deploy made (`claimed_before` is the set of
+    labs with a record before it), never the one of a lab that was already up."""
+    if lab not in claimed_before:
+        forget(paths, lab)

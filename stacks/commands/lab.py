@@ -196,7 +196,7 @@ def _up(args: argparse.Namespace) -> int:
     from stacks.lab_stack import state_location
     from stacks.node_scope import refuse_pending_changes, remove_for_recreation
     from stacks.paths import Paths
-    from stacks.pool_records import forget, read_records
+    from stacks.pool_records import forget_new_claim, read_records
     from stacks.progress import ApplyProgress
 
     claimed_before = set(read_records(Paths.for_repo()))
@@ -206,9 +206,8 @@ def _up(args: argparse.Namespace) -> int:
     except DistrilabError:
         # refused before anything was created: keep no claim this run made (a lab already up
         # keeps its own, even when this up is refused because another checkout deployed it)
-        name = synthesized.lab.name
-        if name not in claimed_before and not resources_in_state(synthesized):
-            forget(Paths.for_repo(), name)
+        if not resources_in_state(synthesized):
+            forget_new_claim(Paths.for_repo(), synthesized.lab.name, claimed_before)
         raise
     if args.only:
         refuse_pending_changes([(*synthesized.label(c.address), c.action)
@@ -236,13 +235,13 @@ def ready(args: argparse.Namespace, synthesized: Any) -> Any:  # stacks.deploy.S
     pass their pre-flight. When that read what a host holds for the first time (or it changed),
     the lab is synthesized again: its placement follows it."""
     from modules.host_preflight import preflight
-    from modules.memory_fit import check_local_memory
+    from modules.memory_fit import IGNORE_MEMORY_ENV, check_local_memory
     from stacks.clashes import require_no_clash
 
     require_programs(synthesized.lab)
     require_healthy_hosts(synthesized.lab)
     require_no_clash(synthesized)  # another lab's VXLAN ids or a same-named lab of another checkout
-    if not getattr(args, "ignore_memory", False):
+    if not (getattr(args, "ignore_memory", False) or os.environ.get(IGNORE_MEMORY_ENV)):
         check_local_memory(synthesized.lab)  # a lab too large for this host: refused with numbers
     if preflight(synthesized.lab):  # ssh hosts: reachable, known, logged into, big enough
         synthesized = _synth(args)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import secrets
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +14,7 @@ import yaml
 
 from cdk.footprint import NODE_MIB, RESERVE_MIB, estimate, size_mib
 from cdk.pipeline import lab_from_dict
-from modules.memory_fit import MemoryFitError, check_local_memory, mem_available_mib
+from modules.memory_fit import IGNORE_MEMORY_ENV, MemoryFitError, check_local_memory, mem_available_mib
 from stacks.loading import load
 from stacks.paths import Paths
 from stacks.pool_records import forget, read_records
@@ -74,6 +76,13 @@ def test_alcor_java_services_count_at_their_limits() -> None:
     assert need.counts["Java service"] == 16 and need.sums["Java service"] == sum(limits) > 16 * 1024
 
 
+def forget_everything(paths: Paths, name: str) -> None:
+    """What the test's lab leaves in this checkout: its claim, its synthesized specs and workdir."""
+    forget(paths, name)
+    for folder in (paths.specs_dir / name, paths.workdir(name)):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _refused_up(path: Path, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([sys.executable, "-m", "stacks.cli", "up", str(path)], capture_output=True,
                           text=True, cwd=tmp_path, timeout=300)
@@ -102,4 +111,30 @@ def test_up_refuses_a_lab_too_large_for_this_machine(tmp_path: Path) -> None:
         _refused_up(path, tmp_path)
         assert read_records(paths)[name] == kept
     finally:
-        forget(paths, name)
+        forget_everything(paths, name)
+
+
+def test_npx_cdktf_deploy_refuses_it_too_unless_told(tmp_path: Path) -> None:
+    """`npx cdktf deploy` runs the app (cdktf.json) before terraform: the same refusal, the same
+    override as an environment variable, and no pool claim kept by a refused synth."""
+    if mem_available_mib() > 40000:
+        pytest.skip("this machine has room for 3000 nodes")
+    name = f"mfapp{secrets.token_hex(3)}"
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "hosts": [{"name": "local", "capacity": 5000}],
+                                    "topology": {**CLOS_1000, "pods": 24}}))
+    env = {**os.environ, "DISTRILAB_LAB": str(path), "CDKTF_OUTDIR": str(tmp_path / "out")}
+    env.pop(IGNORE_MEMORY_ENV, None)
+    paths = Paths.for_repo()
+    try:
+        proc = subprocess.run([sys.executable, "-m", "stacks.app"], capture_output=True, text=True, env=env,
+                              timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        assert "does not fit host local's memory" in proc.stderr and f"{IGNORE_MEMORY_ENV}=1" in proc.stderr
+        assert not (tmp_path / "out").exists() and name not in read_records(paths)
+        told = subprocess.run([sys.executable, "-m", "stacks.app"], capture_output=True, text=True,
+                              env={**env, IGNORE_MEMORY_ENV: "1"}, timeout=600)
+        assert told.returncode == 0, told.stderr
+        assert (tmp_path / "out" / "stacks" / name / "cdk.tf.json").is_file()
+    finally:
+        forget_everything(paths, name)
