@@ -482,18 +482,7 @@ def _nodes_spec(spec: Spec, svc: ServiceSpec | None = None) -> nodes.Spec:
                 memory=svc.memory,
             ),
         )
-    return nodes.Spec(
-        lab=spec.lab,
-        host=spec.host,
-        max_workers=spec.max_workers,
-        workers_limit=spec.workers_limit,
-        pool=spec.pool,
-        privileged=spec.privileged,
-        network=spec.network,
-        gateway=spec.gateway,
-        nodes=members,
-        endpoint=spec.endpoint,
-    )
+    return nodes.spec_for(spec, members)
 
 
 def _create_service(client: Any, spec: Spec, svc: ServiceSpec, data: dict[str, Any]) -> None:

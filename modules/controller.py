@@ -356,18 +356,7 @@ def _nodes_spec(spec: Spec) -> nodes.Spec:
             "controller", spec.instance, "server", "controller", spec.image, spec.cpu, spec.memory
         ),
     )
-    return nodes.Spec(
-        lab=spec.lab,
-        host=spec.host,
-        max_workers=spec.max_workers,
-        workers_limit=spec.workers_limit,
-        pool=spec.pool,
-        privileged=spec.privileged,
-        network=spec.network,
-        gateway=spec.gateway,
-        nodes=members,
-        endpoint=spec.endpoint,
-    )
+    return nodes.spec_for(spec, members)
 
 
 def _create_container(client: Any, spec: Spec, data: dict[str, Any]) -> None:

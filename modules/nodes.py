@@ -91,6 +91,15 @@ class Spec:
     network_creator: str | None = None  # the member whose stage creates a cluster's network
 
 
+def spec_for(owner: Any, members: tuple[NodeSpec, ...]) -> Spec:
+    """The nodes stage's view of containers another stage owns (alcor's services, the test
+    controller), on the owner's host, pool and network: to reuse the container construction.
+    `owner` is that stage's spec, which carries the same host fields."""
+    return Spec(lab=owner.lab, host=owner.host, max_workers=owner.max_workers,
+                workers_limit=owner.workers_limit, pool=owner.pool, privileged=owner.privileged,
+                network=owner.network, gateway=owner.gateway, nodes=members, endpoint=owner.endpoint)
+
+
 class NodesReconciler(Reconciler[Spec, dict[str, Any]]):
     name = OWNER
 
