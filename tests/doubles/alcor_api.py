@@ -1,7 +1,8 @@
 """TEST DOUBLE of Alcor's REST API -- for tests only; product code never imports this module.
 
-A real HTTP/1.1 server on 127.0.0.1 (ephemeral port, asyncio in a background thread) that answers
-the calls the load controller makes, with Alcor's paths, request and response shapes, status
+A real HTTP/1.1 server on 127.0.0.1 or a given local address (ephemeral port, asyncio in a
+background thread) that answers the calls the load controller makes, with Alcor's paths, request
+and response shapes, status
 codes and Spring Boot error bodies, as read from futurewei-cloud/alcor (commit 21f11b5; the facts
 are listed in modules/loadgen/alcor_api.py). It keeps state, so a subnet on an unknown VPC or a
 port on an unknown subnet fails the way Alcor fails, and it records server-side timing for every
@@ -434,7 +435,9 @@ class AlcorApiDouble:
         drop_rate: float = 0.0,
         seed: int = 1,
         error_match: str = "",
+        host: str = "127.0.0.1",
     ):
+        self.host = host  # where it listens (a lab's management gateway, for a controller container)
         self.delay = delay
         self.error_rate = error_rate
         self.error_status = error_status
@@ -451,7 +454,7 @@ class AlcorApiDouble:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def stall(self, seconds: float) -> None:
         """Hold every answer (new and pending) until `seconds` from now."""
@@ -464,7 +467,7 @@ class AlcorApiDouble:
             loop = asyncio.new_event_loop()
             self._loop = loop
             self._server = loop.run_until_complete(
-                loop.create_server(lambda: _ServerProtocol(self), "127.0.0.1", 0)
+                loop.create_server(lambda: _ServerProtocol(self), self.host, 0)
             )
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()

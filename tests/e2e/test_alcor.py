@@ -18,6 +18,7 @@ nodes; its report is copied out and a second apply changes nothing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import time
@@ -43,6 +44,7 @@ from modules.images import Images
 from modules.links import LinksReconciler
 from modules.nodes import NodesReconciler
 from modules.sweep import Sweep
+from tests.doubles.alcor_api import AlcorApiDouble
 from tests.doubles.alcor_standin import build_jar
 from tests.modules.plan_cases import captured
 
@@ -344,3 +346,55 @@ def test_controller_runs_once_in_its_container_and_reports(deployed: dict[str, A
     data = {**controller_stage.build(lab, lab.hosts[0]), "reports_dir": str(reports)}  # type: ignore[dict-item]
     observed = reconciler.observe(client, reconciler.load_spec(data))
     captured("controller", "ran", {"spec": data, "observed": observed, "plan": []})
+
+
+PING_SCENARIO = """\
+name: e2e-ping
+projects_per_tenant: 1
+vpcs_per_project: 1
+subnets_per_vpc: 1
+ports_per_subnet: 2
+nodes: {count: 2}
+concurrency: 2
+steps: {create_vpc: true, create_subnet: true, create_port: true, bind_port: true, verify_ping: true}
+limits: {max_duration: 90}
+"""
+
+
+def test_verify_ping_in_the_controller_stage_reports_each_pair(
+    deployed: dict[str, Any], tmp_path: Path
+) -> None:
+    """The controller stage against the strict API double (tests/doubles/alcor_api.py, listening
+    on the lab's management gateway, where the controller's container reaches the host), the
+    lab's ACA nodes registered in it as the alcor stage registers them: the run creates two
+    ports, binds them to different nodes, and verify_ping attaches each port's endpoint on its
+    node's br-int (its MAC, IP and VLAN tag) and pings across. The outcome is whatever the data
+    plane does (no ACA programs flows here): it is reported per pair in report.json, not faked,
+    and the endpoints are gone after the run."""
+    lab = deployed["lab"]
+    scenario = tmp_path / "ping.yaml"
+    scenario.write_text(PING_SCENARIO)
+    base = controller_spec(lab, tmp_path / "reports")
+    client = lxd_client.connect()
+    with AlcorApiDouble(host=base.gateway.split("/")[0]) as api:
+        for entry in base.nodes:
+            state = rest.metadata(client.api.instances[entry["instance"]].state.get())
+            mac = state["network"][entry["interface"]]["hwaddr"]
+            info = alcor_files.host_info(alcor_spec.AcaNode(**entry), mac)
+            status, _ = api.state.handle("POST", "/nodes", json.dumps({"host_info": info}).encode())
+            assert status == 201
+        spec = dataclasses.replace(base, target_url=api.url, endpoints={}, scenario=str(scenario))
+        # the run, after the template and container when no earlier test made them
+        assert controller.ControllerReconciler().converge(spec) in (1, 3)
+        bound = {p["binding:host_id"] for p in api.state.ports.values()}
+    report = json.loads((tmp_path / "reports" / "report.json").read_text())
+    assert len(bound) == 2 and report["steps"]["verify_ping"]["sent"] == 1, report["steps"]
+    [pair] = report["verify_ping"]
+    assert pair["source"]["node"] != pair["target"]["node"], pair
+    assert {pair["source"]["node"], pair["target"]["node"]} == bound
+    assert isinstance(pair["ok"], bool) and "packets transmitted" in pair["detail"], pair  # ping ran
+    source, target = pair["source"]["node"], pair["target"]["node"]
+    print(f"verify_ping {source} -> {target}: ok={pair['ok']} ({pair['detail']})")
+    for entry in base.nodes:  # the agent detached what it attached
+        ports = rest.sh(client, entry["instance"], "ovs-vsctl list-ports br-int").stdout.split()
+        assert not any(p.startswith("tap") for p in ports), (entry["instance"], ports)
