@@ -40,17 +40,16 @@ def load_for_deploy(path: str | Path) -> Lab:
     """cdktf synthesizes for deploy (and destroy): the lab's chosen pools are claimed as by `up`,
     and a lab too large for this host's memory is refused as by `up` (nothing claimed then).
     Nodes already running are not counted, so a deployed lab can always be destroyed."""
-    from modules.memory_fit import IGNORE_MEMORY_ENV, check_local_memory
+    from modules.memory_fit import check_local_memory
     from stacks.pool_records import forget_new_claim, read_records
 
     claimed_before = set(read_records(Paths.for_repo()))
     lab = load(path, claim_pools=True)
-    if not os.environ.get(IGNORE_MEMORY_ENV):
-        try:
-            check_local_memory(lab)
-        except DistrilabError:
-            forget_new_claim(Paths.for_repo(), lab.name, claimed_before)
-            raise
+    try:
+        check_local_memory(lab)  # DISTRILAB_IGNORE_MEMORY=1 skips it
+    except DistrilabError:
+        forget_new_claim(Paths.for_repo(), lab.name, claimed_before)
+        raise
     return lab
 
 

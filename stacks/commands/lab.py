@@ -235,13 +235,13 @@ def ready(args: argparse.Namespace, synthesized: Any) -> Any:  # stacks.deploy.S
     pass their pre-flight. When that read what a host holds for the first time (or it changed),
     the lab is synthesized again: its placement follows it."""
     from modules.host_preflight import preflight
-    from modules.memory_fit import IGNORE_MEMORY_ENV, check_local_memory
+    from modules.memory_fit import check_local_memory
     from stacks.clashes import require_no_clash
 
     require_programs(synthesized.lab)
     require_healthy_hosts(synthesized.lab)
     require_no_clash(synthesized)  # another lab's VXLAN ids or a same-named lab of another checkout
-    if not (getattr(args, "ignore_memory", False) or os.environ.get(IGNORE_MEMORY_ENV)):
+    if not getattr(args, "ignore_memory", False):  # (so does DISTRILAB_IGNORE_MEMORY=1)
         check_local_memory(synthesized.lab)  # a lab too large for this host: refused with numbers
     if preflight(synthesized.lab):  # ssh hosts: reachable, known, logged into, big enough
         synthesized = _synth(args)

@@ -57,6 +57,12 @@ def test_refused_with_the_estimate_and_what_to_change() -> None:
     assert "--ignore-memory" in text
 
 
+def test_the_environment_override_skips_the_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(IGNORE_MEMORY_ENV, "1")  # what `npx cdktf deploy` users set (up: --ignore-memory)
+    assert check_local_memory(clos("ovs"), available=lambda: 8000,  # type: ignore[arg-type]
+                              running=lambda _lab: frozenset()) is None
+
+
 def test_nodes_already_running_hold_their_memory_already() -> None:
     lab = clos("linux")
     running = frozenset(lab.instance_name(n.name) for n in lab.topology.nodes)  # type: ignore[attr-defined]
